@@ -1,0 +1,234 @@
+/*
+ * common.c — see common.h. Nothing here knows about tokens or logs.
+ */
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int tw_err_set(tw_err_t *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+_Noreturn void tw_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("tokenwatch: fatal: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+void *tw_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        tw_die("out of memory allocating %zu bytes", n);
+    return p;
+}
+
+void *tw_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        tw_die("out of memory allocating %zu x %zu bytes", n, size);
+    return p;
+}
+
+void *tw_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        tw_die("out of memory reallocating %zu bytes", n);
+    return q;
+}
+
+char *tw_xstrdup(const char *s)
+{
+    return tw_xstrndup(s, strlen(s));
+}
+
+char *tw_xstrndup(const char *s, size_t n)
+{
+    char *p = tw_xmalloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *tw_xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        tw_die("vsnprintf failed for format %s", fmt);
+    char *p = tw_xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+static int64_t clock_ns(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t tw_now_ns(void) { return clock_ns(CLOCK_REALTIME); }
+int64_t tw_mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+
+uint64_t tw_hash64(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+int tw_write_file_atomic(const char *path, const void *data, size_t len,
+                         unsigned mode, tw_err_t *err)
+{
+    char *tmp = tw_xasprintf("%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+    if (fd < 0) {
+        tw_err_set(err, "%s: cannot create: %s", tmp, strerror(errno));
+        free(tmp);
+        return -1;
+    }
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            tw_err_set(err, "%s: write failed: %s", tmp, strerror(errno));
+            goto fail;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        tw_err_set(err, "%s: fsync failed: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        tw_err_set(err, "%s: close failed: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        tw_err_set(err, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
+        goto fail;
+    }
+    /* Make the rename itself durable. */
+    char *dir = tw_dirname(path);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    free(dir);
+    free(tmp);
+    return 0;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+    free(tmp);
+    return -1;
+}
+
+int tw_read_file(const char *path, char **out, size_t *len, tw_err_t *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return tw_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *buf = tw_xmalloc(cap);
+    for (;;) {
+        if (cap - n < 2) {
+            cap *= 2;
+            buf = tw_xrealloc(buf, cap);
+        }
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            tw_err_set(err, "%s: read failed: %s", path, strerror(errno));
+            free(buf);
+            close(fd);
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+}
+
+char *tw_dirname(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return tw_xstrdup(".");
+    if (slash == path)
+        return tw_xstrdup("/");
+    return tw_xstrndup(path, (size_t)(slash - path));
+}
+
+char *tw_path_join(const char *dir, const char *rel)
+{
+    if (rel[0] == '/' || !dir || !dir[0])
+        return tw_xstrdup(rel);
+    return tw_xasprintf("%s/%s", dir, rel);
+}
+
+char *tw_token_hint(tw_slice_t token, char *buf, size_t cap)
+{
+    if (token.n < 12) {
+        snprintf(buf, cap, "(%zu chars)", token.n);
+        return buf;
+    }
+    char head[4], tail[5];
+    for (int i = 0; i < 3; i++) {
+        unsigned char c = (unsigned char)token.p[i];
+        head[i] = (c > 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = (unsigned char)token.p[token.n - 4 + (size_t)i];
+        tail[i] = (c > 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    head[3] = '\0';
+    tail[4] = '\0';
+    snprintf(buf, cap, "%s\xe2\x80\xa6%s", head, tail);
+    return buf;
+}

@@ -1,0 +1,62 @@
+/*
+ * config.h — the daemon's JSON configuration: parsing, validation, defaults.
+ *
+ * tw_config_load() validates everything a start would (the config file, the
+ * format files it references and their patterns) and fails with one message
+ * naming the file, the JSON path and what was expected, e.g.
+ *   "/etc/tokenwatch/tokenwatch.json: inputs[1].format: expected one of the
+ *    formats in /usr/share/tokenwatch/formats (generic-json, ...), got \"x\"".
+ * Unknown keys are errors, so a typo never silently falls back to a default.
+ * Relative paths are resolved against the config file's directory.
+ * A loaded config is immutable; SIGHUP builds a new one and swaps it in.
+ */
+#ifndef TW_CONFIG_H
+#define TW_CONFIG_H
+
+#include "common.h"
+#include "format.h"
+#include "tail.h"
+
+#define TW_DEFAULT_CONFIG "/etc/tokenwatch/tokenwatch.json"
+#define TW_DEFAULT_FORMATS_DIR "/usr/share/tokenwatch/formats"
+#define TW_DEFAULT_LISTEN "127.0.0.1:9477"
+
+typedef struct tw_input_conf {
+    char *name;
+    char *path;                  /* absolute or relative to the cwd after resolution */
+    const tw_format_t *format;   /* owned by the config's format set */
+    bool from_start;             /* "start": "beginning" */
+} tw_input_conf_t;
+
+typedef struct tw_config {
+    char *file;                  /* the config file as given */
+    char *state_dir;
+    char *formats_dir;
+    int log_level;               /* tw_log_level_t */
+    int state_interval_ms;
+
+    char *http_address;          /* IP literal */
+    uint16_t http_port;
+    unsigned http_max_connections;
+    unsigned http_timeout_s;
+
+    tw_tail_opts_t follow;
+    int poll_interval_ms;
+
+    size_t ninputs;
+    tw_input_conf_t *inputs;
+    tw_formats_t *formats;       /* owned */
+} tw_config_t;
+
+/* Loads and validates path. Returns 0 and *out, or -1 with err filled. */
+int tw_config_load(tw_config_t **out, const char *path, tw_err_t *err);
+void tw_config_free(tw_config_t *c);   /* NULL-safe */
+
+/* Finds an input by name; NULL if absent. */
+const tw_input_conf_t *tw_config_input(const tw_config_t *c, const char *name);
+
+/* Splits "host:port" / "[v6]:port" into a fresh address string and a port.
+ * Returns -1 (err: what was expected) on malformed input. */
+int tw_parse_listen(const char *s, char **addr, uint16_t *port, tw_err_t *err);
+
+#endif

@@ -1,0 +1,334 @@
+/*
+ * daemon.c — `tokenwatch run`: owns every module and runs the analysis loop.
+ *
+ * One thread (this one) follows the inputs, parses, counts and snapshots;
+ * libmicrohttpd's thread serves /metrics from the registry's atomic cells.
+ * Signal handlers only set flags (STYLE.md §3); the loop acts on them:
+ * SIGTERM/SIGINT save a final snapshot and exit 0, SIGHUP reloads the config
+ * and formats (an invalid new config is refused and the old one kept).
+ *
+ * Snapshots are taken between read rounds, when every input's counters
+ * correspond exactly to the committed file offsets.
+ */
+#include "cli.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "pipeline.h"
+#include "state.h"
+#include "tail.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t g_stop;
+static volatile sig_atomic_t g_reload;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+static void on_hup_signal(int sig)
+{
+    (void)sig;
+    g_reload = 1;
+}
+
+static void install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    /* No SA_RESTART: a signal must interrupt the wait so the loop sees it. */
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup_signal;
+    sigaction(SIGHUP, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+typedef struct daemon_input {
+    tw_input_t *input;
+    char *path;
+} daemon_input_t;
+
+typedef struct tw_daemon {
+    tw_config_t *cfg;
+    char *state_dir;            /* fixed at start: moving state needs a restart */
+    tw_metrics_t *metrics;
+    tw_tail_t *tail;
+    tw_http_t *http;
+    daemon_input_t *inputs;
+    size_t ninputs;
+    tw_cell_t *c_saves, *c_save_failures;
+    tw_log_limit_t save_limit;
+    int cli_log_level;          /* -1: the config's */
+    int log_format;
+} tw_daemon_t;
+
+static int add_input(tw_daemon_t *d, const tw_input_conf_t *ic, const tw_state_input_t *saved)
+{
+    tw_input_t *in = tw_input_new(ic->name, ic->format, d->metrics);
+    const tw_tail_pos_t *pos = NULL;
+    size_t npos = 0;
+    if (saved && strcmp(saved->path, ic->path) == 0) {
+        *tw_input_stats(in) = saved->stats;
+        pos = saved->pos;
+        npos = saved->npos;
+    } else if (saved) {
+        /* Another file now: its counters continue, its offsets do not apply. */
+        *tw_input_stats(in) = saved->stats;
+        tw_warn("input %s: path changed from %s to %s since the last run; reading the new "
+                "path per its \"start\" setting",
+                ic->name, saved->path, ic->path);
+    }
+    tw_err_t err;
+    if (tw_tail_add(d->tail, ic->name, ic->path, ic->from_start, pos, npos,
+                    &tw_input_tail_handler, in, &err) != 0) {
+        tw_error("input %s: %s", ic->name, err.msg);
+        tw_input_free(in);
+        return -1;
+    }
+    d->inputs = tw_xrealloc(d->inputs, (d->ninputs + 1) * sizeof *d->inputs);
+    d->inputs[d->ninputs].input = in;
+    d->inputs[d->ninputs].path = tw_xstrdup(ic->path);
+    d->ninputs++;
+    tw_input_publish(in, tw_tail_lag_bytes(d->tail, ic->name));
+    return 0;
+}
+
+static void remove_input(tw_daemon_t *d, size_t i)
+{
+    tw_tail_remove(d->tail, tw_input_name(d->inputs[i].input));
+    tw_input_free(d->inputs[i].input);
+    free(d->inputs[i].path);
+    d->inputs[i] = d->inputs[--d->ninputs];
+}
+
+static int save_state(tw_daemon_t *d)
+{
+    tw_state_input_t *snap = tw_xcalloc(d->ninputs, sizeof *snap);
+    for (size_t i = 0; i < d->ninputs; i++) {
+        tw_input_t *in = d->inputs[i].input;
+        snap[i].name = (char *)tw_input_name(in);
+        snap[i].path = d->inputs[i].path;
+        snap[i].stats = *tw_input_stats(in);
+        snap[i].npos = tw_tail_positions(d->tail, snap[i].name, snap[i].pos,
+                                         TW_TAIL_MAX_FILES);
+    }
+    tw_err_t err;
+    int rc = tw_state_save(d->state_dir, snap, d->ninputs, &err);
+    free(snap);
+    if (rc != 0) {
+        tw_cell_add(d->c_save_failures, 1);
+        tw_log_limited(&d->save_limit, TW_LOG_ERROR, "saving state failed: %s", err.msg);
+        return -1;
+    }
+    tw_cell_add(d->c_saves, 1);
+    return 0;
+}
+
+static void publish_all(tw_daemon_t *d)
+{
+    for (size_t i = 0; i < d->ninputs; i++) {
+        tw_input_t *in = d->inputs[i].input;
+        tw_input_publish(in, tw_tail_lag_bytes(d->tail, tw_input_name(in)));
+    }
+}
+
+static void set_ref_time(tw_daemon_t *d, int64_t now)
+{
+    for (size_t i = 0; i < d->ninputs; i++)
+        tw_input_set_ref_time(d->inputs[i].input, now);
+}
+
+static void warn_restart_only(const tw_config_t *o, const tw_config_t *n)
+{
+    if (strcmp(o->http_address, n->http_address) != 0 || o->http_port != n->http_port ||
+        o->http_max_connections != n->http_max_connections ||
+        o->http_timeout_s != n->http_timeout_s)
+        tw_warn("reload: http settings changed; they take effect after a restart");
+    if (strcmp(o->state_dir, n->state_dir) != 0)
+        tw_warn("reload: state_dir changed; it takes effect after a restart");
+    if (o->follow.max_line != n->follow.max_line || o->follow.block != n->follow.block ||
+        o->follow.rotate_wait_ms != n->follow.rotate_wait_ms ||
+        o->follow.use_inotify != n->follow.use_inotify)
+        tw_warn("reload: follow settings changed; they take effect after a restart");
+}
+
+static void reload(tw_daemon_t *d)
+{
+    tw_err_t err;
+    tw_config_t *nc;
+    if (tw_config_load(&nc, d->cfg->file, &err) != 0) {
+        tw_error("reload refused, keeping the running configuration: %s", err.msg);
+        return;
+    }
+    warn_restart_only(d->cfg, nc);
+    /* Drop inputs that are gone or now follow another path. */
+    for (size_t i = d->ninputs; i-- > 0;) {
+        const tw_input_conf_t *ic = tw_config_input(nc, tw_input_name(d->inputs[i].input));
+        if (!ic || strcmp(ic->path, d->inputs[i].path) != 0) {
+            tw_info("reload: input %s removed", tw_input_name(d->inputs[i].input));
+            remove_input(d, i);
+        }
+    }
+    /* Switch kept inputs to the new formats; start new inputs. */
+    for (size_t j = 0; j < nc->ninputs; j++) {
+        const tw_input_conf_t *ic = &nc->inputs[j];
+        bool found = false;
+        for (size_t i = 0; i < d->ninputs; i++)
+            if (strcmp(tw_input_name(d->inputs[i].input), ic->name) == 0) {
+                tw_input_set_format(d->inputs[i].input, ic->format);
+                found = true;
+            }
+        if (!found && add_input(d, ic, NULL) == 0)
+            tw_info("reload: input %s added (%s)", ic->name, ic->path);
+    }
+    tw_config_free(d->cfg);   /* its formats are no longer referenced */
+    d->cfg = nc;
+    tw_log_setup((tw_log_level_t)(d->cli_log_level >= 0 ? d->cli_log_level : nc->log_level),
+                 (tw_log_format_t)d->log_format);
+    tw_info("configuration reloaded: %zu inputs", d->ninputs);
+    save_state(d);
+}
+
+static void register_daemon_metrics(tw_daemon_t *d)
+{
+    static const char *const version_label[] = {"version"};
+    tw_family_t *bi = tw_metrics_family(d->metrics, "tokenwatch_build_info",
+                                        "A constant 1, labelled with the build's version.",
+                                        TW_METRIC_GAUGE, 1, version_label);
+    const char *version[] = {TW_VERSION};
+    tw_cell_set_gauge(tw_family_cell(bi, version), 1);
+    tw_family_t *f = tw_metrics_family(d->metrics, "tokenwatch_state_saves_total",
+                                       "State snapshots written.", TW_METRIC_COUNTER, 0,
+                                       NULL);
+    d->c_saves = tw_family_cell(f, NULL);
+    f = tw_metrics_family(d->metrics, "tokenwatch_state_save_failures_total",
+                          "State snapshots that could not be written.", TW_METRIC_COUNTER,
+                          0, NULL);
+    d->c_save_failures = tw_family_cell(f, NULL);
+}
+
+static int start(tw_daemon_t *d, tw_err_t *err)
+{
+    const tw_config_t *c = d->cfg;
+    if (tw_state_prepare_dir(d->state_dir, err) != 0)
+        return -1;
+    tw_state_t *saved;
+    if (tw_state_load(d->state_dir, &saved, err) != 0)
+        return -1;
+    d->metrics = tw_metrics_new();
+    register_daemon_metrics(d);
+    d->tail = tw_tail_new(&c->follow, err);
+    if (!d->tail) {
+        tw_state_free(saved);
+        return -1;
+    }
+    for (size_t i = 0; i < c->ninputs; i++) {
+        if (add_input(d, &c->inputs[i], tw_state_find(saved, c->inputs[i].name)) != 0) {
+            tw_state_free(saved);
+            return tw_err_set(err, "input %s could not be started", c->inputs[i].name);
+        }
+    }
+    tw_state_free(saved);
+    tw_http_opts_t ho = {
+        .address = c->http_address,
+        .port = c->http_port,
+        .max_connections = c->http_max_connections,
+        .timeout_s = c->http_timeout_s,
+    };
+    d->http = tw_http_start(&ho, d->metrics, err);
+    if (!d->http)
+        return -1;
+    bool v6 = strchr(c->http_address, ':') != NULL;
+    char addr[128];
+    snprintf(addr, sizeof addr, "%s%s%s:%u", v6 ? "[" : "", c->http_address, v6 ? "]" : "",
+             (unsigned)tw_http_port(d->http));
+    tw_info("listening on http://%s (%zu inputs, state in %s)", addr, d->ninputs,
+            d->state_dir);
+    tw_http_set_ready(d->http, true);
+    return 0;
+}
+
+static void stop(tw_daemon_t *d)
+{
+    tw_http_stop(d->http);
+    for (size_t i = 0; i < d->ninputs; i++) {
+        tw_input_free(d->inputs[i].input);
+        free(d->inputs[i].path);
+    }
+    free(d->inputs);
+    tw_tail_free(d->tail);
+    tw_metrics_free(d->metrics);
+    tw_config_free(d->cfg);
+    free(d->state_dir);
+}
+
+static void loop(tw_daemon_t *d)
+{
+    int64_t next_save = tw_mono_ns() + (int64_t)d->cfg->state_interval_ms * 1000000;
+    while (!g_stop) {
+        if (g_reload) {
+            g_reload = 0;
+            reload(d);
+        }
+        set_ref_time(d, tw_now_ns());
+        uint64_t got = tw_tail_poll(d->tail);
+        publish_all(d);
+        int64_t now = tw_mono_ns();
+        if (now >= next_save) {
+            save_state(d);
+            next_save = now + (int64_t)d->cfg->state_interval_ms * 1000000;
+        }
+        if (got == 0 && !g_stop && !g_reload) {
+            int64_t until_save = (next_save - now) / 1000000;
+            int wait = d->cfg->poll_interval_ms;
+            if (until_save < wait)
+                wait = until_save > 0 ? (int)until_save : 0;
+            tw_tail_wait(d->tail, wait);
+        }
+    }
+}
+
+int tw_cmd_run(const tw_cli_t *cli)
+{
+    if (cli->nargs > 0) {
+        fprintf(stderr, "tokenwatch: run takes no arguments (got \"%s\"); see --help\n",
+                cli->args[0]);
+        return TW_EXIT_USAGE;
+    }
+    tw_daemon_t d = {.cli_log_level = cli->log_level, .log_format = cli->log_format};
+    d.cfg = tw_cli_load_config(cli);
+    if (!d.cfg)
+        return TW_EXIT_USAGE;
+    if (d.cfg->ninputs == 0) {
+        fprintf(stderr, "tokenwatch: %s: inputs: expected at least one input to follow\n",
+                cli->config);
+        tw_config_free(d.cfg);
+        return TW_EXIT_USAGE;
+    }
+    tw_err_t err;
+    d.state_dir = tw_xstrdup(d.cfg->state_dir);
+    install_signals();
+    int rc = TW_EXIT_OK;
+    if (start(&d, &err) != 0) {
+        tw_error("%s", err.msg);
+        rc = TW_EXIT_FAILURE;
+    } else {
+        loop(&d);
+        tw_info("stopping: saving state");
+        if (save_state(&d) != 0)
+            rc = TW_EXIT_FAILURE;
+    }
+    stop(&d);
+    return rc;
+}

@@ -1,0 +1,191 @@
+/*
+ * pipeline.c — see pipeline.h. tw_input_line() is the per-line hot path:
+ * no allocation, no locking, no syscalls.
+ */
+#include "pipeline.h"
+#include "common.h"
+
+#include <stdlib.h>
+
+struct tw_input {
+    char *name;
+    const tw_format_t *format;
+    tw_parser_t *parser;
+    int64_t ref_ns;
+    tw_input_stats_t stats;
+    tw_event_t ev;
+
+    /* Metric cells, NULL when there is no registry. */
+    tw_cell_t *c_check, *c_rejected, *c_lines, *c_lag;
+    tw_cell_t *c_perr[TW_PERR__COUNT];
+    tw_cell_t *c_skip[TW_SKIPR__COUNT];
+    tw_cell_t *c_rot[TW_ROTATE__COUNT];
+};
+
+static const char *const skip_names[TW_SKIPR__COUNT] = {"too_long", "partial", "blank",
+                                                        "filtered"};
+
+const char *tw_skip_reason_name(tw_skip_reason_t r)
+{
+    return (unsigned)r < TW_SKIPR__COUNT ? skip_names[r] : "unknown";
+}
+
+static tw_cell_t *cell1(tw_metrics_t *m, const char *name, const char *help,
+                        tw_metric_type_t type, const char *input)
+{
+    static const char *const labels[] = {"input"};
+    tw_family_t *f = tw_metrics_family(m, name, help, type, 1, labels);
+    const char *values[] = {input};
+    return tw_family_cell(f, values);
+}
+
+static tw_cell_t *cell2(tw_metrics_t *m, const char *name, const char *help,
+                        const char *label2, const char *input, const char *value2)
+{
+    const char *labels[] = {"input", label2};
+    tw_family_t *f = tw_metrics_family(m, name, help, TW_METRIC_COUNTER, 2, labels);
+    const char *values[] = {input, value2};
+    return tw_family_cell(f, values);
+}
+
+static void register_metrics(tw_input_t *in, tw_metrics_t *m)
+{
+    const char *n = in->name;
+    in->c_check = cell1(m, "auth_token_check",
+                        "Authentication checks parsed from the input's log.",
+                        TW_METRIC_COUNTER, n);
+    in->c_rejected = cell1(m, "auth_token_rejected",
+                           "Authentication checks that the log reports as rejected.",
+                           TW_METRIC_COUNTER, n);
+    in->c_lines = cell1(m, "tokenwatch_lines_total",
+                        "Complete lines read from the input, whatever became of them.",
+                        TW_METRIC_COUNTER, n);
+    for (int r = 0; r < TW_PERR__COUNT; r++)
+        in->c_perr[r] = cell2(m, "tokenwatch_parse_errors_total",
+                              "Lines that did not parse as an auth event, by reason.",
+                              "reason", n, tw_parse_error_name((tw_parse_error_t)r));
+    for (int r = 0; r < TW_SKIPR__COUNT; r++)
+        in->c_skip[r] = cell2(m, "tokenwatch_lines_skipped_total",
+                              "Lines skipped without parsing or ignored by the format, "
+                              "by reason.",
+                              "reason", n, skip_names[r]);
+    for (int k = 0; k < TW_ROTATE__COUNT; k++)
+        in->c_rot[k] = cell2(m, "tokenwatch_rotations_total",
+                             "Rotations of the input's file seen, by kind.", "kind", n,
+                             tw_rotation_name((tw_rotation_t)k));
+    in->c_lag = cell1(m, "tokenwatch_input_lag_bytes",
+                      "Bytes written to the input's files but not read yet.",
+                      TW_METRIC_GAUGE, n);
+}
+
+tw_input_t *tw_input_new(const char *name, const tw_format_t *fmt, tw_metrics_t *m)
+{
+    tw_input_t *in = tw_xcalloc(1, sizeof *in);
+    in->name = tw_xstrdup(name);
+    in->format = fmt;
+    in->parser = tw_parser_new(fmt);
+    in->ref_ns = tw_now_ns();
+    if (m)
+        register_metrics(in, m);
+    return in;
+}
+
+void tw_input_free(tw_input_t *in)
+{
+    if (!in)
+        return;
+    tw_parser_free(in->parser);
+    free(in->name);
+    free(in);
+}
+
+const char *tw_input_name(const tw_input_t *in) { return in->name; }
+
+void tw_input_set_format(tw_input_t *in, const tw_format_t *fmt)
+{
+    tw_parser_t *p = tw_parser_new(fmt);
+    tw_parser_free(in->parser);
+    in->parser = p;
+    in->format = fmt;
+}
+
+void tw_input_set_ref_time(tw_input_t *in, int64_t ref_ns) { in->ref_ns = ref_ns; }
+
+tw_input_stats_t *tw_input_stats(tw_input_t *in) { return &in->stats; }
+
+bool tw_line_is_blank(const char *line, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (line[i] != ' ' && line[i] != '\t')
+            return false;
+    return true;
+}
+
+void tw_input_line(tw_input_t *in, const char *line, size_t len)
+{
+    in->stats.lines++;
+    if (tw_line_is_blank(line, len)) {
+        in->stats.skipped[TW_SKIPR_BLANK]++;
+        return;
+    }
+    switch (tw_parser_parse(in->parser, line, len, in->ref_ns, &in->ev)) {
+    case TW_PARSE_OK:
+        in->stats.checks++;
+        in->stats.rejected += in->ev.rejected;
+        break;
+    case TW_PARSE_IGNORED:
+        in->stats.skipped[TW_SKIPR_FILTERED]++;
+        break;
+    case TW_PARSE_ERROR:
+        if ((unsigned)in->ev.error < TW_PERR__COUNT)
+            in->stats.parse_errors[in->ev.error]++;
+        break;
+    }
+}
+
+void tw_input_publish(tw_input_t *in, uint64_t lag_bytes)
+{
+    if (!in->c_check)
+        return;
+    const tw_input_stats_t *s = &in->stats;
+    tw_cell_set(in->c_check, s->checks);
+    tw_cell_set(in->c_rejected, s->rejected);
+    tw_cell_set(in->c_lines, s->lines);
+    for (int r = 0; r < TW_PERR__COUNT; r++)
+        tw_cell_set(in->c_perr[r], s->parse_errors[r]);
+    for (int r = 0; r < TW_SKIPR__COUNT; r++)
+        tw_cell_set(in->c_skip[r], s->skipped[r]);
+    for (int k = 0; k < TW_ROTATE__COUNT; k++)
+        tw_cell_set(in->c_rot[k], s->rotations[k]);
+    tw_cell_set_gauge(in->c_lag, (int64_t)lag_bytes);
+}
+
+static void on_line(void *ctx, const char *line, size_t len)
+{
+    tw_input_line(ctx, line, len);
+}
+
+static void on_skip(void *ctx, tw_skip_t reason)
+{
+    tw_input_t *in = ctx;
+    /* An over-long line is a complete line; a dropped partial tail is not. */
+    if (reason == TW_SKIP_TOO_LONG) {
+        in->stats.lines++;
+        in->stats.skipped[TW_SKIPR_TOO_LONG]++;
+    } else {
+        in->stats.skipped[TW_SKIPR_PARTIAL]++;
+    }
+}
+
+static void on_rotate(void *ctx, tw_rotation_t kind)
+{
+    tw_input_t *in = ctx;
+    if ((unsigned)kind < TW_ROTATE__COUNT)
+        in->stats.rotations[kind]++;
+}
+
+const tw_tail_handler_t tw_input_tail_handler = {
+    .on_line = on_line,
+    .on_skip = on_skip,
+    .on_rotate = on_rotate,
+};

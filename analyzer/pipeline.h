@@ -1,0 +1,68 @@
+/*
+ * pipeline.h — one input's line handler: parse → count (→ detect, later).
+ *
+ * A tw_input_t owns the parser for its format and the exact counters its
+ * lines produced. Counters are plain integers owned by the analysis thread
+ * (the hot path does no atomic operation per line); tw_input_publish()
+ * copies them into the metrics registry's cells after each read round, and
+ * the state snapshot saves them together with the file offsets they belong
+ * to, so totals stay exact across restarts.
+ *
+ * Threading: everything here runs on the analysis thread.
+ */
+#ifndef TW_PIPELINE_H
+#define TW_PIPELINE_H
+
+#include "format.h"
+#include "metrics.h"
+#include "tail.h"
+
+typedef enum {
+    TW_SKIPR_TOO_LONG = 0,   /* "too_long" */
+    TW_SKIPR_PARTIAL,        /* "partial" */
+    TW_SKIPR_BLANK,          /* "blank": empty or whitespace-only line */
+    TW_SKIPR_FILTERED,       /* "filtered": the format ignores it (Vault requests) */
+    TW_SKIPR__COUNT
+} tw_skip_reason_t;
+
+const char *tw_skip_reason_name(tw_skip_reason_t r);
+
+typedef struct tw_input_stats {
+    uint64_t lines;          /* every complete line, whatever became of it */
+    uint64_t checks;         /* auth_token_check */
+    uint64_t rejected;       /* auth_token_rejected */
+    uint64_t parse_errors[TW_PERR__COUNT];
+    uint64_t skipped[TW_SKIPR__COUNT];
+    uint64_t rotations[TW_ROTATE__COUNT];
+} tw_input_stats_t;
+
+typedef struct tw_input tw_input_t;
+
+/* Creates the input and registers all its series (at 0) in m, which may be
+ * NULL (replay/check keep counts only). fmt is borrowed. */
+tw_input_t *tw_input_new(const char *name, const tw_format_t *fmt, tw_metrics_t *m);
+void tw_input_free(tw_input_t *in);   /* NULL-safe */
+
+const char *tw_input_name(const tw_input_t *in);
+/* Swaps the format (config reload); counters are kept. */
+void tw_input_set_format(tw_input_t *in, const tw_format_t *fmt);
+
+/* Reference time for year-less timestamps; set once per read round. */
+void tw_input_set_ref_time(tw_input_t *in, int64_t ref_ns);
+
+/* True for an empty or spaces/tabs-only line (skipped as "blank"). */
+bool tw_line_is_blank(const char *line, size_t len);
+
+/* The hot path: one complete line. */
+void tw_input_line(tw_input_t *in, const char *line, size_t len);
+
+/* Exact counters (read/write: the state module restores them at start). */
+tw_input_stats_t *tw_input_stats(tw_input_t *in);
+
+/* Copies counters (and the lag gauge) into the metric cells. */
+void tw_input_publish(tw_input_t *in, uint64_t lag_bytes);
+
+/* Callbacks for tw_tail_add with the tw_input_t as ctx. */
+extern const tw_tail_handler_t tw_input_tail_handler;
+
+#endif

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# bench/run.sh — replay throughput and peak memory of tokenwatch.
+#
+# Builds a Release binary into build-bench/, generates (or reuses) the
+# benchmark logs, runs `tokenwatch replay` on each format BENCH_RUNS times
+# and prints the medians as a Markdown table. See bench/README.md.
+#
+# Environment:
+#   BENCH_LINES   lines per format (default 1000000)
+#   BENCH_RUNS    runs per format (default 3)
+#   BENCH_DATA    where the generated logs are cached
+#                 (default ${TMPDIR:-/tmp}/tokenwatch-bench-data-$BENCH_LINES)
+#   BENCH_BUILD   build directory (default <repo>/build-bench)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LINES=${BENCH_LINES:-1000000}
+RUNS=${BENCH_RUNS:-3}
+DATA=${BENCH_DATA:-${TMPDIR:-/tmp}/tokenwatch-bench-data-$LINES}
+BUILD=${BENCH_BUILD:-$ROOT/build-bench}
+CONFIG=$ROOT/bench/bench.json
+FORMATS="generic-text generic-json"
+
+echo "building Release into $BUILD ..." >&2
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target tokenwatch >/dev/null
+BIN=$BUILD/tokenwatch
+
+need_gen=0
+for f in $FORMATS; do
+    [ -s "$DATA/bench-$f.log" ] || need_gen=1
+done
+if [ "$need_gen" = 1 ]; then
+    echo "generating $LINES lines per format into $DATA ..." >&2
+    python3 "$ROOT/bench/gen_logs.py" --lines "$LINES" "$DATA"
+else
+    echo "reusing logs in $DATA" >&2
+fi
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenwatch-bench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+
+# Runs one replay; prints "summary-line<TAB>maxrss_kb".
+run_once() {
+    local fmt=$1 log=$2 rss
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -v -o "$WORK/time.txt" \
+            "$BIN" replay -c "$CONFIG" --format "$fmt" "$log" >/dev/null 2>"$WORK/stderr"
+        rss=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$WORK/time.txt")
+    else
+        # No GNU time: ru_maxrss of the (only) child, in KiB on Linux.
+        python3 - "$WORK/rss" "$BIN" replay -c "$CONFIG" --format "$fmt" "$log" \
+            >/dev/null 2>"$WORK/stderr" <<'PY'
+import resource, subprocess, sys
+p = subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL)
+with open(sys.argv[1], "w") as f:
+    f.write("%d\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+sys.exit(p.returncode)
+PY
+        rss=$(cat "$WORK/rss")
+    fi
+    local summary
+    summary=$(grep '^replay: ' "$WORK/stderr" | tail -n 1 || true)
+    if [ -z "$summary" ]; then
+        echo "bench: no replay summary for $fmt; stderr was:" >&2
+        cat "$WORK/stderr" >&2
+        exit 1
+    fi
+    printf '%s\t%s\n' "$summary" "$rss"
+}
+
+for f in $FORMATS; do
+    log=$DATA/bench-$f.log
+    bytes=$(stat -c %s "$log")
+    for i in $(seq 1 "$RUNS"); do
+        echo "replay $f run $i/$RUNS ..." >&2
+        printf '%s\t%s\t%s\n' "$f" "$bytes" "$(run_once "$f" "$log")" >>"$RESULTS"
+    done
+done
+
+python3 - "$RESULTS" "$LINES" <<'PY'
+import re, statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    fmt, size, summary, rss = line.rstrip("\n").split("\t")
+    kv = dict(re.findall(r"(\w+)=([0-9.]+)", summary))
+    rows.setdefault(fmt, []).append((int(size), kv, int(rss)))
+want = int(sys.argv[2])
+print()
+print("| format | lines | file MB | lines/s (median) | MB/s (median) | seconds (median) | peak RSS MiB |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+bad = False
+for fmt, runs in rows.items():
+    size = runs[0][0]
+    lines = int(runs[0][1]["lines"])
+    if lines != want or int(runs[0][1]["checks"]) != want:
+        bad = True
+        print("bench: %s: replay saw lines=%s checks=%s, expected %d" %
+              (fmt, runs[0][1]["lines"], runs[0][1]["checks"], want), file=sys.stderr)
+    lps = statistics.median(float(r[1]["lines_per_s"]) for r in runs)
+    mbs = statistics.median(float(r[1]["mb_per_s"]) for r in runs)
+    secs = statistics.median(float(r[1]["seconds"]) for r in runs)
+    rss = max(r[2] for r in runs) / 1024.0
+    print("| %s | %d | %.1f | %s | %.1f | %.3f | %.1f |" %
+          (fmt, lines, size / 1e6, format(int(round(lps)), ","), mbs, secs, rss))
+print()
+print("(%d runs per format; peak RSS is the maximum over runs)" % len(next(iter(rows.values()))))
+sys.exit(1 if bad else 0)
+PY

@@ -1,0 +1,1037 @@
+/*
+ * test_format.c — format loading, validation messages and the line parser.
+ *
+ *  - Golden fixtures: every line of every testdata/formats/NAME.log is parsed with the
+ *    shipped format it names and compared with the matching line of the
+ *    .expected file (layout in testdata/formats/README.md). Data-driven:
+ *    new cases need no C.
+ *  - Invalid format files (written to a temp dir): each error names the
+ *    file and the JSON path of the mistake.
+ *  - Custom formats exercising what the shipped ones do not (alternatives,
+ *    numbers, filters on regex groups, syslog time, the PCRE2 interpreter).
+ *  - Steady-state parsing calls malloc zero times (counted by interposing
+ *    malloc; skipped under AddressSanitizer, which owns malloc there).
+ *  - Parsers on several threads next to plain cJSON use on another.
+ *
+ * Source tree: $TW_SOURCE_DIR (default ".").
+ */
+#include "common.h"
+#include "format.h"
+#include "timeparse.h"
+#include "tw_test.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TW_HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TW_HAVE_ASAN 1
+#endif
+#endif
+
+/* 2027-01-01T00:00:00Z: "now" for every fixture line (README.md). */
+#define FIXTURE_REF_NS 1798761600000000000LL
+
+/* ------------------------------------------------------------------------ */
+/* malloc counting (glibc; not under ASan)                                  */
+
+#ifndef TW_HAVE_ASAN
+extern void *__libc_malloc(size_t n);
+static atomic_size_t malloc_calls;
+
+void *malloc(size_t n)
+{
+    atomic_fetch_add_explicit(&malloc_calls, 1, memory_order_relaxed);
+    return __libc_malloc(n);
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* helpers                                                                  */
+
+static const char *source_dir(void)
+{
+    const char *d = getenv("TW_SOURCE_DIR");
+    return d && d[0] ? d : ".";
+}
+
+typedef struct lines {
+    char *buf;
+    char **p;
+    size_t *n;
+    size_t count;
+} lines_t;
+
+/* Splits a whole file on '\n', skipping empty lines (the caller of the
+ * parser never passes blank lines). Lines keep embedded NUL bytes. */
+static int read_lines(const char *path, lines_t *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t len;
+    tw_err_t err;
+    if (tw_read_file(path, &out->buf, &len, &err) != 0) {
+        fprintf(stderr, "%s\n", err.msg);
+        return -1;
+    }
+    size_t cap = 0;
+    for (size_t i = 0; i < len;) {
+        const char *nl = memchr(out->buf + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - out->buf) : len;
+        if (end > i) {
+            if (out->count == cap) {
+                cap = cap ? cap * 2 : 64;
+                out->p = tw_xrealloc(out->p, cap * sizeof *out->p);
+                out->n = tw_xrealloc(out->n, cap * sizeof *out->n);
+            }
+            out->p[out->count] = out->buf + i;
+            out->n[out->count] = end - i;
+            out->count++;
+        }
+        i = end + 1;
+    }
+    return 0;
+}
+
+static void lines_free(lines_t *l)
+{
+    free(l->buf);
+    free(l->p);
+    free(l->n);
+    memset(l, 0, sizeof *l);
+}
+
+/* The README's rendering: printable ASCII but '\\' as is, else \xHH. */
+static char *render(const char *p, size_t n)
+{
+    char *out = tw_xmalloc(n * 4 + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\') {
+            out[k++] = (char)c;
+        } else {
+            static const char hex[] = "0123456789abcdef";
+            out[k++] = '\\';
+            out[k++] = 'x';
+            out[k++] = hex[c >> 4];
+            out[k++] = hex[c & 15];
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
+/* A parse on an exact-size heap copy, so ASan sees any read past the end. */
+static tw_parse_status_t parse_copy(tw_parser_t *p, const char *line, size_t len,
+                                    int64_t ref_ns, tw_event_t *ev, char **copy)
+{
+    free(*copy);
+    *copy = tw_xmalloc(len ? len : 1);
+    memcpy(*copy, line, len);
+    return tw_parser_parse(p, *copy, len, ref_ns, ev);
+}
+
+static const char *status_name(tw_parse_status_t s)
+{
+    return s == TW_PARSE_OK ? "ok" : s == TW_PARSE_IGNORED ? "ignored" : "error";
+}
+
+/* Slice comparison. (tw_test.h's TW_CHECK_SLICE trips GCC 12's
+ * -Wstringop-overread at -O1 and above through its "" fallback.) */
+#define CHECK_SLICE(s, str) check_slice(__LINE__, #s, (s), (str))
+
+static void check_slice(int line, const char *what, tw_slice_t s, const char *want)
+{
+    size_t n = strlen(want);
+    bool ok = s.n == n && (n == 0 || memcmp(s.p, want, n) == 0);
+    TW_CHECK(ok);
+    if (!ok)
+        fprintf(stderr, "  line %d: %s: expected \"%s\" got \"%.*s\"\n", line, what, want,
+                (int)s.n, s.p ? s.p : "");
+}
+
+/* ------------------------------------------------------------------------ */
+/* golden fixtures                                                          */
+
+typedef struct cmp {
+    const char *where;   /* "file.log:12" */
+    bool ok;
+} cmp_t;
+
+static void mismatch(cmp_t *c, const char *what, const char *want, const char *got)
+{
+    c->ok = false;
+    fprintf(stderr, "%s: %s: expected \"%.200s\" got \"%.200s\"\n", c->where, what,
+            want ? want : "(none)", got ? got : "(none)");
+}
+
+/* Compares one optional/required string key of the expected object with a
+ * slice. Absent in expected means the slice must be empty. */
+static void cmp_slice(cmp_t *c, const cJSON *exp, const char *key, tw_slice_t s, bool required)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(exp, key);
+    char *got = s.n ? render(s.p, s.n) : NULL;
+    if (!v) {
+        if (required) {
+            c->ok = false;
+            fprintf(stderr, "%s: fixture lacks required key \"%s\"\n", c->where, key);
+        } else if (got) {
+            mismatch(c, key, NULL, got);
+        }
+    } else if (!cJSON_IsString(v)) {
+        c->ok = false;
+        fprintf(stderr, "%s: fixture key \"%s\" must be a string\n", c->where, key);
+    } else if (!got || strcmp(got, v->valuestring) != 0) {
+        mismatch(c, key, v->valuestring, got);
+    }
+    free(got);
+}
+
+static void compare_event(cmp_t *c, const cJSON *exp, tw_parse_status_t st, const tw_event_t *ev)
+{
+    static const char *const keys[] = {"status", "token", "ip",     "time",  "time_ns", "rejected",
+                                       "user",   "path",  "result", "error", "field"};
+    for (const cJSON *k = exp->child; k; k = k->next) {
+        bool known = false;
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+            known |= strcmp(k->string, keys[i]) == 0;
+        if (!known) {
+            c->ok = false;
+            fprintf(stderr, "%s: fixture has unknown key \"%s\"\n", c->where, k->string);
+        }
+    }
+    const cJSON *status = cJSON_GetObjectItemCaseSensitive(exp, "status");
+    if (!cJSON_IsString(status)) {
+        c->ok = false;
+        fprintf(stderr, "%s: fixture lacks \"status\"\n", c->where);
+        return;
+    }
+    if (strcmp(status->valuestring, status_name(st)) != 0) {
+        char got[64];
+        snprintf(got, sizeof got, "%s%s%s", status_name(st), st == TW_PARSE_ERROR ? " " : "",
+                 st == TW_PARSE_ERROR ? tw_parse_error_name(ev->error) : "");
+        mismatch(c, "status", status->valuestring, got);
+        return;
+    }
+    if (st == TW_PARSE_ERROR) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(exp, "error");
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(exp, "field");
+        if (!cJSON_IsString(e) || strcmp(e->valuestring, tw_parse_error_name(ev->error)) != 0)
+            mismatch(c, "error", cJSON_IsString(e) ? e->valuestring : NULL,
+                     tw_parse_error_name(ev->error));
+        const char *want_field = cJSON_IsString(f) ? f->valuestring : NULL;
+        if ((want_field == NULL) != (ev->error_field == NULL) ||
+            (want_field && strcmp(want_field, ev->error_field) != 0))
+            mismatch(c, "field", want_field, ev->error_field);
+        return;
+    }
+    if (st == TW_PARSE_IGNORED)
+        return;
+
+    cmp_slice(c, exp, "token", ev->token, true);
+    cmp_slice(c, exp, "ip", ev->ip, true);
+    cmp_slice(c, exp, "user", ev->user, false);
+    cmp_slice(c, exp, "path", ev->path, false);
+    cmp_slice(c, exp, "result", ev->result, false);
+
+    char tbuf[32];
+    tw_time_format_rfc3339(ev->time_ns, tbuf, sizeof tbuf);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(exp, "time");
+    if (!cJSON_IsString(t) || strcmp(t->valuestring, tbuf) != 0)
+        mismatch(c, "time", cJSON_IsString(t) ? t->valuestring : NULL, tbuf);
+    const cJSON *tns = cJSON_GetObjectItemCaseSensitive(exp, "time_ns");
+    if (tns) {
+        char nbuf[32];
+        snprintf(nbuf, sizeof nbuf, "%" PRId64, ev->time_ns);
+        if (!cJSON_IsString(tns) || strcmp(tns->valuestring, nbuf) != 0)
+            mismatch(c, "time_ns", cJSON_IsString(tns) ? tns->valuestring : NULL, nbuf);
+    }
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(exp, "rejected");
+    if (!cJSON_IsBool(r) || cJSON_IsTrue(r) != ev->rejected)
+        mismatch(c, "rejected", cJSON_IsBool(r) ? (cJSON_IsTrue(r) ? "true" : "false") : NULL,
+                 ev->rejected ? "true" : "false");
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The shipped format a fixture file belongs to (README.md), or NULL. */
+static const tw_format_t *fixture_format(const tw_formats_t *fs, const char *file)
+{
+    const tw_format_t *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < tw_formats_count(fs); i++) {
+        const tw_format_t *f = tw_formats_at(fs, i);
+        const char *name = tw_format_name(f);
+        size_t n = strlen(name);
+        if (strncmp(file, name, n) == 0 && file[n] == '.' && n > best_len) {
+            best = f;
+            best_len = n;
+        }
+    }
+    return best;
+}
+
+static void run_fixture(const tw_format_t *f, const char *dir, const char *logname)
+{
+    char *log_path = tw_xasprintf("%s/%s", dir, logname);
+    char *exp_path = tw_xasprintf("%s/%.*s.expected", dir, (int)(strlen(logname) - 4), logname);
+    lines_t log, exp;
+    int rl = read_lines(log_path, &log);
+    int re = read_lines(exp_path, &exp);
+    TW_CHECK(rl == 0 && re == 0);
+    if (rl == 0 && re == 0) {
+        if (log.count != exp.count)
+            fprintf(stderr, "%s: %zu lines but %s has %zu\n", log_path, log.count, exp_path,
+                    exp.count);
+        TW_CHECK_INT(log.count, exp.count);
+        TW_CHECK(log.count > 0);
+        tw_parser_t *p = tw_parser_new(f);
+        char *copy = NULL;
+        size_t n = log.count < exp.count ? log.count : exp.count;
+        for (size_t i = 0; i < n; i++) {
+            char where[512];
+            snprintf(where, sizeof where, "%s:%zu", logname, i + 1);
+            cmp_t c = {.where = where, .ok = true};
+            cJSON *e = cJSON_ParseWithLength(exp.p[i], exp.n[i]);
+            if (!cJSON_IsObject(e)) {
+                c.ok = false;
+                fprintf(stderr, "%s: expected line %zu is not a JSON object\n", exp_path, i + 1);
+            } else {
+                tw_event_t ev;
+                tw_parse_status_t st = parse_copy(p, log.p[i], log.n[i], FIXTURE_REF_NS, &ev, &copy);
+                compare_event(&c, e, st, &ev);
+            }
+            cJSON_Delete(e);
+            TW_CHECK(c.ok);
+        }
+        free(copy);
+        tw_parser_free(p);
+    }
+    if (rl == 0)
+        lines_free(&log);
+    if (re == 0)
+        lines_free(&exp);
+    free(log_path);
+    free(exp_path);
+}
+
+static tw_formats_t *load_shipped(void)
+{
+    char *dir = tw_xasprintf("%s/rules/formats", source_dir());
+    tw_formats_t *fs = NULL;
+    tw_err_t err = {{0}};
+    int rc = tw_formats_load_dir(&fs, dir, &err);
+    if (rc != 0)
+        fprintf(stderr, "loading %s: %s\n", dir, err.msg);
+    TW_CHECK_INT(rc, 0);
+    free(dir);
+    return fs;
+}
+
+static void test_golden(const tw_formats_t *fs)
+{
+    char *dir = tw_xasprintf("%s/testdata/formats", source_dir());
+    DIR *d = opendir(dir);
+    TW_CHECK(d != NULL);
+    if (!d) {
+        free(dir);
+        return;
+    }
+    char **names = NULL;
+    size_t n = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        size_t l = strlen(de->d_name);
+        if (l > 4 && strcmp(de->d_name + l - 4, ".log") == 0) {
+            names = tw_xrealloc(names, (n + 1) * sizeof *names);
+            names[n++] = tw_xstrdup(de->d_name);
+        }
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_name);
+
+    /* every shipped format has a fixture */
+    for (size_t i = 0; i < tw_formats_count(fs); i++) {
+        const char *name = tw_format_name(tw_formats_at(fs, i));
+        bool found = false;
+        for (size_t j = 0; j < n; j++) {
+            size_t l = strlen(name);
+            found |= strncmp(names[j], name, l) == 0 && strcmp(names[j] + l, ".log") == 0;
+        }
+        if (!found)
+            fprintf(stderr, "format %s has no testdata/formats/%s.log\n", name, name);
+        TW_CHECK(found);
+    }
+    for (size_t j = 0; j < n; j++) {
+        const tw_format_t *f = fixture_format(fs, names[j]);
+        if (!f)
+            fprintf(stderr, "%s: no shipped format of that name\n", names[j]);
+        TW_CHECK(f != NULL);
+        if (f)
+            run_fixture(f, dir, names[j]);
+        free(names[j]);
+    }
+    free(names);
+    free(dir);
+}
+
+static void test_shipped_set(const tw_formats_t *fs)
+{
+    TW_CHECK(tw_formats_count(fs) >= 3);
+    static const char *const names[] = {"generic-json", "generic-text", "vault-audit"};
+    for (size_t i = 0; i < 3; i++) {
+        const tw_format_t *f = tw_formats_find(fs, names[i]);
+        TW_CHECK(f != NULL);
+        if (f)
+            TW_CHECK_STR(tw_format_name(f), names[i]);
+    }
+    /* sorted by file name */
+    TW_CHECK_STR(tw_format_name(tw_formats_at(fs, 0)), "generic-json");
+    TW_CHECK(tw_formats_find(fs, "nope") == NULL);
+    TW_CHECK(tw_formats_find(NULL, "generic-json") == NULL);
+    TW_CHECK(tw_formats_at(fs, 999) == NULL);
+    TW_CHECK_INT(tw_formats_count(NULL), 0);
+    TW_CHECK_STR(tw_parse_error_name(TW_PERR_NO_MATCH), "no_match");
+    TW_CHECK_STR(tw_parse_error_name(TW_PERR_INVALID_JSON), "invalid_json");
+    TW_CHECK_STR(tw_parse_error_name(TW_PERR_MISSING_FIELD), "missing_field");
+    TW_CHECK_STR(tw_parse_error_name(TW_PERR_BAD_TIME), "bad_time");
+    TW_CHECK_STR(tw_parse_error_name(TW_PERR__COUNT), "unknown");
+}
+
+/* ------------------------------------------------------------------------ */
+/* temp files                                                               */
+
+static char tmpdir[64];
+
+static char *write_tmp(const char *name, const char *text)
+{
+    char *path = tw_xasprintf("%s/%s", tmpdir, name);
+    FILE *fp = fopen(path, "w");
+    TW_CHECK(fp != NULL);
+    if (fp) {
+        fputs(text, fp);
+        fclose(fp);
+    }
+    return path;
+}
+
+static void rm_tmp(const char *name)
+{
+    char *path = tw_xasprintf("%s/%s", tmpdir, name);
+    unlink(path);
+    free(path);
+}
+
+/* ------------------------------------------------------------------------ */
+/* invalid format files                                                     */
+
+#define RE_OK "\"^(?<time>\\\\S+) (?<ip>\\\\S+) (?<token>\\\\S+) (?<result>\\\\S+)$\""
+#define FIELDS_OK "\"fields\":{\"token\":\"t\",\"ip\":\"i\",\"time\":\"ts\"}"
+
+typedef struct bad {
+    const char *json;
+    const char *want;   /* substring of the message after "FILE: " */
+} bad_t;
+
+static const bad_t bad_formats[] = {
+    {"", "expected a JSON object (syntax error at line 1, column 1)"},
+    {"{\"name\": \"x\",\n  \"type\": }", "syntax error at line 2, column 11"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK "} {}", "unexpected content after it"},
+    {"[]", "$: expected an object"},
+    {"\"json\"", "$: expected an object"},
+    {"{\"type\":\"json\"," FIELDS_OK "}", "name: expected a string of 1-64 characters [A-Za-z0-9_.-], but it is missing"},
+    {"{\"name\":42,\"type\":\"json\"," FIELDS_OK "}", "name: expected a string"},
+    {"{\"name\":\"a b\",\"type\":\"json\"," FIELDS_OK "}", "name: expected a string of 1-64 characters"},
+    {"{\"name\":\"\",\"type\":\"json\"," FIELDS_OK "}", "name: expected"},
+    {"{\"name\":\"x/y\",\"type\":\"json\"," FIELDS_OK "}", "name: expected"},
+    {"{\"name\":\"a123456789b123456789c123456789d123456789e123456789f123456789g1234\","
+     "\"type\":\"json\"," FIELDS_OK "}",
+     "name: expected a string of 1-64"},
+    {"{\"name\":\"x\"," FIELDS_OK "}", "type: expected \"json\" or \"regex\", but it is missing"},
+    {"{\"name\":\"x\",\"type\":\"xml\"," FIELDS_OK "}", "type: expected \"json\" or \"regex\""},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"fieldz\":{}}",
+     "fieldz: unknown key (expected one of name, description, type, pattern, fields, "
+     "time_format, rejected, filter)"},
+    {"{\"name\":\"x\",\"name\":\"y\",\"type\":\"json\"," FIELDS_OK "}", "name: duplicate key"},
+    {"{\"name\":\"x\",\"description\":1,\"type\":\"json\"," FIELDS_OK "}",
+     "description: expected a string"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"time_format\":\"iso\"}",
+     "time_format: expected one of \"auto\", \"rfc3339\""},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"time_format\":3}", "time_format: expected one of"},
+    /* regex */
+    {"{\"name\":\"x\",\"type\":\"regex\"}", "pattern: expected a PCRE2 pattern string, but it is missing"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":\"\"}", "pattern: expected a non-empty string"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":[\"a\"]}", "pattern: expected a non-empty string"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":\"(?<token>\\\\S+) (?<ip>a\"}",
+     "pattern: PCRE2 error at offset 21: missing closing parenthesis"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":\"(?<time>a)(?<ip>b)(?<token>c)\"}",
+     "pattern: expected named groups token, ip, time and result; missing (?<result>...)"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":\"(?<time>a)(?<ip>b)(?<result>c)\"}",
+     "missing (?<token>...)"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":\"(?<time>a)(?<token>b)(?<result>c)\"}",
+     "missing (?<ip>...)"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":\"(?<Token>a)(?<ip>b)(?<time>c)(?<result>d)\"}",
+     "missing (?<token>...)"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":\"(?J)(?<token>a)(?<ip>b)(?<time>c)"
+     "(?<result>d)|(?<token>e)\"}",
+     "pattern: expected one named group (?<token>...); the name is used more than once"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":\"(*UTF)(?<token>a)(?<ip>b)(?<time>c)"
+     "(?<result>d)\"}",
+     "pattern: PCRE2 error at offset"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":" RE_OK "," FIELDS_OK "}",
+     "fields: only allowed when type is \"json\""},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":" RE_OK ",\"rejected\":{\"field\":\"status\","
+     "\"equals\":\"x\"}}",
+     "rejected.field: expected the name of a group in pattern (there is no group \"status\")"},
+    {"{\"name\":\"x\",\"type\":\"regex\",\"pattern\":" RE_OK ",\"filter\":{\"field\":\"path\","
+     "\"equals\":\"x\"}}",
+     "filter.field: expected the name of a group in pattern"},
+    /* json fields */
+    {"{\"name\":\"x\",\"type\":\"json\"}", "fields: expected an object mapping token, ip, time to dotted paths, but it is missing"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"pattern\":\"a\"," FIELDS_OK "}",
+     "pattern: only allowed when type is \"regex\""},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":[]}", "fields: expected an object"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"token\":5,\"ip\":\"i\",\"time\":\"t\"}}",
+     "fields.token: expected a string or an array of strings (dotted path)"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"token\":[],\"ip\":\"i\",\"time\":\"t\"}}",
+     "fields.token: expected a string or an array of strings (dotted path); the array is empty"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"token\":[\"a\",3],\"ip\":\"i\",\"time\":\"t\"}}",
+     "fields.token[1]: expected a string (dotted path)"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"token\":\"a..b\",\"ip\":\"i\",\"time\":\"t\"}}",
+     "fields.token: expected a dotted path such as \"auth.token\" (got \"a..b\""},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"token\":[\"a\",\".b\"],\"ip\":\"i\",\"time\":\"t\"}}",
+     "fields.token[1]: expected a dotted path"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"token\":\"a\",\"ip\":\"i.\",\"time\":\"t\"}}",
+     "fields.ip: expected a dotted path"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"token\":\"a\",\"ip\":\"i\",\"time\":\"\"}}",
+     "fields.time: expected a dotted path"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"tokn\":\"a\",\"ip\":\"i\",\"time\":\"t\"}}",
+     "fields.tokn: unknown key (expected one of token, ip, time, result, user, path)"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"token\":\"a\",\"ip\":\"i\"}}",
+     "fields.time: expected a string or an array of strings (dotted path), but it is missing"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"ip\":\"i\",\"time\":\"t\"}}",
+     "fields.token: expected"},
+    {"{\"name\":\"x\",\"type\":\"json\",\"fields\":{\"token\":\"a\",\"ip\":\"i\",\"time\":\"t\","
+     "\"user\":{\"path\":\"u\"}}}",
+     "fields.user: expected a string or an array of strings (dotted path)"},
+    /* rejected / filter */
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":\"denied\"}",
+     "rejected: expected an object with \"field\""},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":\"r\"}}",
+     "rejected: expected \"equals\" and/or \"contains\""},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":\"r\",\"equals\":[]}}",
+     "rejected.equals: expected a non-empty string or an array of non-empty strings; the array is empty"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":\"r\",\"equals\":[\"\"]}}",
+     "rejected.equals[0]: expected a non-empty string"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":\"r\",\"equals\":[\"a\",401]}}",
+     "rejected.equals[1]: expected a non-empty string"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":\"r\",\"contains\":5}}",
+     "rejected.contains: expected a non-empty string or an array"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":\"r\",\"contains\":\"\"}}",
+     "rejected.contains: expected a non-empty string"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":7,\"equals\":\"a\"}}",
+     "rejected.field: expected a non-empty string (a field name)"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":\"a..b\",\"equals\":\"a\"}}",
+     "rejected.field: expected a dotted path"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":\"r\",\"equal\":\"a\"}}",
+     "rejected.equal: unknown key (expected one of field, equals, contains)"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"rejected\":{\"field\":\"r\",\"equals\":\"a\","
+     "\"equals\":\"b\"}}",
+     "rejected.equals: duplicate key"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"filter\":{\"equals\":\"response\"}}",
+     "filter.field: expected a non-empty string (a field name), but it is missing"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"filter\":{\"field\":\"type\",\"equals\":[1]}}",
+     "filter.equals[0]: expected a non-empty string"},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"filter\":{\"field\":\"type\"}}",
+     "filter: expected \"equals\" and/or \"contains\""},
+    {"{\"name\":\"x\",\"type\":\"json\"," FIELDS_OK ",\"filter\":{\"field\":\"type\",\"equals\":\"a\","
+     "\"regex\":\"b\"}}",
+     "filter.regex: unknown key"},
+};
+
+static void test_invalid_formats(void)
+{
+    for (size_t i = 0; i < sizeof bad_formats / sizeof bad_formats[0]; i++) {
+        char *path = write_tmp("bad.json", bad_formats[i].json);
+        tw_format_t *f = (tw_format_t *)1;
+        tw_err_t err = {{0}};
+        int rc = tw_format_load_file(&f, path, &err);
+        char *prefix = tw_xasprintf("%s: ", path);
+        bool pass = rc == -1 && f == NULL && strncmp(err.msg, prefix, strlen(prefix)) == 0 &&
+                    strstr(err.msg + strlen(prefix), bad_formats[i].want) != NULL;
+        TW_CHECK(pass);
+        if (!pass)
+            fprintf(stderr, "  bad format %zu: rc=%d message \"%s\"\n    wanted \"%s\"\n", i, rc,
+                    err.msg, bad_formats[i].want);
+        if (rc == 0)
+            tw_format_free(f);
+        free(prefix);
+        free(path);
+    }
+    rm_tmp("bad.json");
+
+    /* missing file; NULL error buffer is allowed */
+    tw_format_t *f = NULL;
+    tw_err_t err = {{0}};
+    char *missing = tw_xasprintf("%s/none.json", tmpdir);
+    TW_CHECK_INT(tw_format_load_file(&f, missing, &err), -1);
+    TW_CHECK(strstr(err.msg, "none.json") != NULL);
+    TW_CHECK_INT(tw_format_load_file(&f, missing, NULL), -1);
+    free(missing);
+}
+
+/* ------------------------------------------------------------------------ */
+/* directories                                                              */
+
+static void test_load_dir(void)
+{
+    static const char ok_a[] =
+        "{\"name\":\"a\",\"type\":\"json\"," FIELDS_OK "}";
+    static const char ok_b[] =
+        "{\"name\":\"b\",\"type\":\"regex\",\"pattern\":" RE_OK "}";
+    char *pa = write_tmp("20-a.json", ok_a);
+    char *pb = write_tmp("10-b.json", ok_b);
+    char *ph = write_tmp(".hidden.json", "not json");
+    char *pt = write_tmp("notes.txt", "not json");
+    tw_formats_t *fs = NULL;
+    tw_err_t err = {{0}};
+    TW_CHECK_INT(tw_formats_load_dir(&fs, tmpdir, &err), 0);
+    TW_CHECK_INT(tw_formats_count(fs), 2);
+    if (tw_formats_count(fs) == 2) {
+        TW_CHECK_STR(tw_format_name(tw_formats_at(fs, 0)), "b");   /* 10-b.json first */
+        TW_CHECK_STR(tw_format_name(tw_formats_at(fs, 1)), "a");
+    }
+    tw_formats_free(fs);
+
+    /* duplicate names: the message names both files */
+    char *pc = write_tmp("30-a-again.json", ok_a);
+    fs = (tw_formats_t *)1;
+    TW_CHECK_INT(tw_formats_load_dir(&fs, tmpdir, &err), -1);
+    TW_CHECK(fs == NULL);
+    TW_CHECK(strstr(err.msg, "30-a-again.json: name: expected a unique format name") != NULL);
+    TW_CHECK(strstr(err.msg, "20-a.json") != NULL);
+
+    /* one broken file fails the whole set, naming that file */
+    rm_tmp("30-a-again.json");
+    char *pd = write_tmp("40-broken.json", "{\"name\":\"d\",\"type\":\"json\",\"fields\":{}}");
+    TW_CHECK_INT(tw_formats_load_dir(&fs, tmpdir, &err), -1);
+    TW_CHECK(strstr(err.msg, "40-broken.json: fields.token: expected") != NULL);
+    rm_tmp("40-broken.json");
+
+    char *nodir = tw_xasprintf("%s/nodir", tmpdir);
+    TW_CHECK_INT(tw_formats_load_dir(&fs, nodir, &err), -1);
+    TW_CHECK(strstr(err.msg, "nodir") != NULL);
+    tw_formats_free(NULL);
+    tw_format_free(NULL);
+    tw_parser_free(NULL);
+
+    rm_tmp("20-a.json");
+    rm_tmp("10-b.json");
+    rm_tmp(".hidden.json");
+    rm_tmp("notes.txt");
+    free(pa);
+    free(pb);
+    free(pc);
+    free(pd);
+    free(ph);
+    free(pt);
+    free(nodir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* custom formats                                                           */
+
+static tw_format_t *load_text(const char *json)
+{
+    char *path = write_tmp("custom.json", json);
+    tw_format_t *f = NULL;
+    tw_err_t err = {{0}};
+    if (tw_format_load_file(&f, path, &err) != 0)
+        fprintf(stderr, "custom format: %s\n", err.msg);
+    TW_CHECK(f != NULL);
+    rm_tmp("custom.json");
+    free(path);
+    return f;
+}
+
+static tw_parse_status_t parse_str(tw_parser_t *p, const char *line, tw_event_t *ev,
+                                   char **copy)
+{
+    return parse_copy(p, line, strlen(line), FIXTURE_REF_NS, ev, copy);
+}
+
+static void test_custom_json(void)
+{
+    tw_format_t *f = load_text(
+        "{\"name\":\"custom-json\",\"type\":\"json\",\n"
+        " \"fields\":{\"token\":[\"a.t\",\"b.t\"],\"ip\":\"ip\",\"time\":\"ts\","
+        "\"result\":\"outcome.ok\",\"user\":\"u\"},\n"
+        " \"time_format\":\"epoch_ms\",\n"
+        " \"rejected\":{\"field\":\"result\",\"equals\":\"false\"},\n"
+        " \"filter\":{\"field\":\"kind\",\"contains\":[\"auth\"]}}");
+    if (!f)
+        return;
+    tw_parser_t *p = tw_parser_new(f);
+    tw_event_t ev;
+    char *copy = NULL;
+
+    TW_CHECK_INT(parse_str(p, "{\"kind\":\"authn\",\"a\":{\"t\":\"\"},\"b\":{\"t\":\"tok2\"},"
+                              "\"ip\":\"10.0.0.1\",\"ts\":1795939073123,\"outcome\":{\"ok\":false}}",
+                           &ev, &copy),
+                 TW_PARSE_OK);
+    CHECK_SLICE(ev.token, "tok2");
+    CHECK_SLICE(ev.result, "false");
+    TW_CHECK(ev.rejected);
+    TW_CHECK_INT(ev.time_ns, 1795939073123000000LL);
+    TW_CHECK_INT(ev.user.n, 0);
+    TW_CHECK_INT(ev.path.n, 0);
+
+    TW_CHECK_INT(parse_str(p, "{\"kind\":\"reauth\",\"a\":{\"t\":\"tok1\"},\"b\":{\"t\":\"tok2\"},"
+                              "\"ip\":\"10.0.0.1\",\"ts\":\"1795939073123.5\",\"outcome\":{\"ok\":true},"
+                              "\"u\":7}",
+                           &ev, &copy),
+                 TW_PARSE_OK);
+    CHECK_SLICE(ev.token, "tok1");
+    CHECK_SLICE(ev.user, "7");
+    TW_CHECK(!ev.rejected);
+    TW_CHECK_INT(ev.time_ns, 1795939073123500000LL);
+
+    /* numbers as text: negatives, fractions, integers past 2^32 */
+    TW_CHECK_INT(parse_str(p, "{\"kind\":\"auth\",\"a\":{\"t\":-12.25},\"ip\":4294967296,"
+                              "\"ts\":1795939073123,\"u\":0.000000001}",
+                           &ev, &copy),
+                 TW_PARSE_OK);
+    CHECK_SLICE(ev.token, "-12.25");
+    CHECK_SLICE(ev.ip, "4294967296");
+    CHECK_SLICE(ev.user, "0.000000001");
+    TW_CHECK_INT(ev.result.n, 0);
+    TW_CHECK(!ev.rejected);
+
+    TW_CHECK_INT(parse_str(p, "{\"kind\":\"metrics\",\"a\":{\"t\":\"x\"}}", &ev, &copy),
+                 TW_PARSE_IGNORED);
+    TW_CHECK_INT(parse_str(p, "{\"a\":{\"t\":\"x\"}}", &ev, &copy), TW_PARSE_IGNORED);
+    TW_CHECK_INT(parse_str(p, "{\"kind\":5}", &ev, &copy), TW_PARSE_IGNORED);
+    /* filtering happens before required fields are looked at */
+    TW_CHECK_INT(parse_str(p, "{\"kind\":\"auth\",\"ip\":\"1\",\"ts\":1}", &ev, &copy),
+                 TW_PARSE_ERROR);
+    TW_CHECK_INT(ev.error, TW_PERR_MISSING_FIELD);
+    TW_CHECK_STR(ev.error_field, "token");
+    /* epoch_ms is strict: an RFC 3339 string is a bad time here */
+    TW_CHECK_INT(parse_str(p, "{\"kind\":\"auth\",\"a\":{\"t\":\"x\"},\"ip\":\"1\","
+                              "\"ts\":\"2026-11-29T07:57:53Z\"}",
+                           &ev, &copy),
+                 TW_PARSE_ERROR);
+    TW_CHECK_INT(ev.error, TW_PERR_BAD_TIME);
+    TW_CHECK_STR(ev.error_field, "time");
+    /* invalid JSON: error_field stays NULL */
+    TW_CHECK_INT(parse_str(p, "{\"kind\":", &ev, &copy), TW_PARSE_ERROR);
+    TW_CHECK_INT(ev.error, TW_PERR_INVALID_JSON);
+    TW_CHECK(ev.error_field == NULL);
+    TW_CHECK_INT(tw_parser_parse(p, "", 0, FIXTURE_REF_NS, &ev), TW_PARSE_ERROR);
+    TW_CHECK_INT(ev.error, TW_PERR_INVALID_JSON);
+
+    free(copy);
+    tw_parser_free(p);
+    tw_format_free(f);
+
+    /* rejected.field naming an event field that the format does not map is
+     * a plain dotted path; one that it maps uses the mapped value */
+    f = load_text("{\"name\":\"j2\",\"type\":\"json\",\"fields\":{\"token\":\"t\",\"ip\":\"i\","
+                  "\"time\":\"ts\",\"result\":\"outcome.status\"},"
+                  "\"rejected\":{\"field\":\"path\",\"contains\":[\"deny\",\"block\"]}}");
+    if (f) {
+        p = tw_parser_new(f);
+        copy = NULL;
+        TW_CHECK_INT(parse_str(p, "{\"t\":\"a\",\"i\":\"b\",\"ts\":\"2026-11-29T07:57:53Z\","
+                                  "\"path\":\"/waf/blocked\"}",
+                               &ev, &copy),
+                     TW_PARSE_OK);
+        TW_CHECK(ev.rejected);
+        TW_CHECK_INT(ev.path.n, 0);
+        TW_CHECK_INT(parse_str(p, "{\"t\":\"a\",\"i\":\"b\",\"ts\":\"2026-11-29T07:57:53Z\","
+                                  "\"path\":\"/ok\",\"outcome\":{\"status\":\"deny\"}}",
+                               &ev, &copy),
+                     TW_PARSE_OK);
+        TW_CHECK(!ev.rejected);
+        CHECK_SLICE(ev.result, "deny");
+        free(copy);
+        tw_parser_free(p);
+        tw_format_free(f);
+    }
+    f = load_text("{\"name\":\"j3\",\"type\":\"json\",\"fields\":{\"token\":\"t\",\"ip\":\"i\","
+                  "\"time\":\"ts\",\"result\":\"outcome.status\"},"
+                  "\"rejected\":{\"equals\":\"deny\"}}");
+    if (f) {
+        p = tw_parser_new(f);
+        copy = NULL;
+        TW_CHECK_INT(parse_str(p, "{\"t\":\"a\",\"i\":\"b\",\"ts\":\"2026-11-29T07:57:53Z\","
+                                  "\"outcome\":{\"status\":\"deny\"}}",
+                               &ev, &copy),
+                     TW_PARSE_OK);
+        TW_CHECK(ev.rejected);
+        free(copy);
+        tw_parser_free(p);
+        tw_format_free(f);
+    }
+}
+
+static void test_custom_regex(void)
+{
+    /* sshd: the key fingerprint is the token, syslog time, custom result */
+    tw_format_t *f = load_text(
+        "{\"name\":\"sshd-publickey\",\"type\":\"regex\",\n"
+        " \"pattern\":\"^(?<time>\\\\w{3} [ \\\\d]\\\\d \\\\d\\\\d:\\\\d\\\\d:\\\\d\\\\d) (?<host>\\\\S+) "
+        "sshd\\\\[\\\\d+\\\\]: (?<result>Accepted|Failed) publickey for (?<user>\\\\S+) from "
+        "(?<ip>\\\\S+) port \\\\d+ ssh2: (?<token>\\\\S+ \\\\S+)$\",\n"
+        " \"time_format\":\"syslog\",\n"
+        " \"rejected\":{\"field\":\"result\",\"equals\":\"Failed\"},\n"
+        " \"filter\":{\"field\":\"host\",\"equals\":[\"bastion\",\"bastion-2\"]}}");
+    if (!f)
+        return;
+    tw_parser_t *p = tw_parser_new(f);
+    tw_event_t ev;
+    char *copy = NULL;
+    TW_CHECK_INT(parse_str(p, "Nov 29 07:57:53 bastion sshd[4242]: Failed publickey for alice "
+                              "from 203.0.113.7 port 51514 ssh2: ED25519 SHA256:Yk3v9Qf",
+                           &ev, &copy),
+                 TW_PARSE_OK);
+    CHECK_SLICE(ev.token, "ED25519 SHA256:Yk3v9Qf");
+    CHECK_SLICE(ev.user, "alice");
+    CHECK_SLICE(ev.ip, "203.0.113.7");
+    TW_CHECK(ev.rejected);
+    TW_CHECK_INT(ev.time_ns, 1795939073000000000LL);
+    /* Dec 31 read on Jan 1 of the reference year is last year's */
+    TW_CHECK_INT(parse_str(p, "Dec 31 23:59:59 bastion-2 sshd[1]: Accepted publickey for bob "
+                              "from 198.51.100.1 port 2 ssh2: RSA SHA256:abc",
+                           &ev, &copy),
+                 TW_PARSE_OK);
+    TW_CHECK(!ev.rejected);
+    TW_CHECK_INT(ev.time_ns, 1798761599000000000LL);
+    TW_CHECK_INT(parse_str(p, "Nov 29 07:57:53 db1 sshd[4242]: Failed publickey for alice "
+                              "from 203.0.113.7 port 51514 ssh2: ED25519 SHA256:Yk3v9Qf",
+                           &ev, &copy),
+                 TW_PARSE_IGNORED);
+    TW_CHECK_INT(parse_str(p, "Feb 30 07:57:53 bastion sshd[4242]: Failed publickey for alice "
+                              "from 203.0.113.7 port 51514 ssh2: ED25519 SHA256:Yk3v9Qf",
+                           &ev, &copy),
+                 TW_PARSE_ERROR);
+    TW_CHECK_INT(ev.error, TW_PERR_BAD_TIME);
+    TW_CHECK_INT(parse_str(p, "Nov 29 07:57:53 bastion sshd[4242]: Connection closed", &ev,
+                           &copy),
+                 TW_PARSE_ERROR);
+    TW_CHECK_INT(ev.error, TW_PERR_NO_MATCH);
+    TW_CHECK(ev.error_field == NULL);
+    free(copy);
+    tw_parser_free(p);
+    tw_format_free(f);
+
+    /* (*NO_JIT) forces the interpreter; an optional result group that did
+     * not take part is a missing field */
+    f = load_text("{\"name\":\"nojit\",\"type\":\"regex\",\"pattern\":\"(*NO_JIT)^(?<time>\\\\S+) "
+                  "(?<ip>\\\\S+) (?<token>\\\\S+)(?: (?<result>\\\\S+))?$\","
+                  "\"rejected\":{\"field\":\"result\",\"contains\":\"den\"}}");
+    if (!f)
+        return;
+    p = tw_parser_new(f);
+    copy = NULL;
+    TW_CHECK_INT(parse_str(p, "2026-11-29T07:57:53Z 10.0.0.1 tok denied", &ev, &copy),
+                 TW_PARSE_OK);
+    TW_CHECK(ev.rejected);
+    CHECK_SLICE(ev.token, "tok");
+    TW_CHECK_INT(parse_str(p, "2026-11-29T07:57:53Z 10.0.0.1 tok", &ev, &copy), TW_PARSE_ERROR);
+    TW_CHECK_INT(ev.error, TW_PERR_MISSING_FIELD);
+    TW_CHECK_STR(ev.error_field, "result");
+    /* bytes the interpreter must not choke on */
+    static const char nul_line[] = "2026-11-29T07:57:53Z 10.0.0.1 t\0k\xff ok";
+    TW_CHECK_INT(parse_copy(p, nul_line, sizeof nul_line - 1, FIXTURE_REF_NS, &ev, &copy),
+                 TW_PARSE_OK);
+    TW_CHECK_INT(ev.token.n, 4);
+    free(copy);
+    tw_parser_free(p);
+    tw_format_free(f);
+}
+
+/* ------------------------------------------------------------------------ */
+/* zero allocations in steady state                                         */
+
+typedef struct corpus {
+    const tw_format_t *f;
+    lines_t lines;
+} corpus_t;
+
+static void test_no_malloc(const tw_formats_t *fs)
+{
+#ifdef TW_HAVE_ASAN
+    (void)fs;
+    printf("note: malloc counting skipped under AddressSanitizer\n");
+#else
+    static const char *const files[] = {"generic-text.log", "generic-text.malformed.log",
+                                        "generic-json.log", "generic-json.malformed.log",
+                                        "vault-audit.log",  "vault-audit.malformed.log"};
+    enum { NFILES = sizeof files / sizeof files[0] };
+    corpus_t c[NFILES];
+    tw_parser_t *p[NFILES];
+    for (size_t i = 0; i < NFILES; i++) {
+        char *path = tw_xasprintf("%s/testdata/formats/%s", source_dir(), files[i]);
+        c[i].f = fixture_format(fs, files[i]);
+        TW_CHECK(c[i].f != NULL && read_lines(path, &c[i].lines) == 0);
+        p[i] = c[i].f ? tw_parser_new(c[i].f) : NULL;
+        free(path);
+    }
+    tw_format_t *nojit = load_text(
+        "{\"name\":\"nojit\",\"type\":\"regex\",\"pattern\":\"(*NO_JIT)^(?<time>\\\\S+) "
+        "ip=(?<ip>\\\\S+)(?: user=(?<user>\\\\S+))? token=(?<token>\\\\S+)(?: path=(?<path>\\\\S+))? "
+        "result=(?<result>\\\\S+)$\"}");
+    tw_parser_t *pn = nojit ? tw_parser_new(nojit) : NULL;
+
+    size_t before = 0, lines = 0;
+    tw_event_t ev;
+    /* pass 0 and 1 warm up (arena growth, then its consolidation) */
+    for (int pass = 0; pass < 4; pass++) {
+        if (pass == 2)
+            before = atomic_load(&malloc_calls);
+        for (size_t i = 0; i < NFILES; i++) {
+            if (!p[i])
+                continue;
+            for (size_t j = 0; j < c[i].lines.count; j++) {
+                tw_parser_parse(p[i], c[i].lines.p[j], c[i].lines.n[j], FIXTURE_REF_NS, &ev);
+                if (pn && i < 2)
+                    tw_parser_parse(pn, c[i].lines.p[j], c[i].lines.n[j], FIXTURE_REF_NS, &ev);
+                lines += pass >= 2;
+            }
+        }
+    }
+    size_t calls = atomic_load(&malloc_calls) - before;
+    if (calls)
+        fprintf(stderr, "%zu malloc calls while parsing %zu lines\n", calls, lines);
+    TW_CHECK_INT(calls, 0);
+    TW_CHECK(lines > 500);
+
+    for (size_t i = 0; i < NFILES; i++) {
+        tw_parser_free(p[i]);
+        lines_free(&c[i].lines);
+    }
+    tw_parser_free(pn);
+    tw_format_free(nojit);
+#endif
+}
+
+/* ------------------------------------------------------------------------ */
+/* threads                                                                  */
+
+typedef struct worker {
+    const tw_format_t *f;
+    const lines_t *lines;
+    long ok, errors, ignored, bad;
+    long want_ok, want_errors, want_ignored;
+} worker_t;
+
+static void *parse_worker(void *arg)
+{
+    worker_t *w = arg;
+    tw_parser_t *p = tw_parser_new(w->f);
+    tw_event_t ev;
+    for (int round = 0; round < 20; round++) {
+        long ok = 0, er = 0, ig = 0;
+        for (size_t j = 0; j < w->lines->count; j++) {
+            tw_parse_status_t st =
+                tw_parser_parse(p, w->lines->p[j], w->lines->n[j], FIXTURE_REF_NS, &ev);
+            ok += st == TW_PARSE_OK;
+            er += st == TW_PARSE_ERROR;
+            ig += st == TW_PARSE_IGNORED;
+        }
+        if (round == 0) {
+            w->ok = ok;
+            w->errors = er;
+            w->ignored = ig;
+        } else if (ok != w->ok || er != w->errors || ig != w->ignored) {
+            w->bad++;
+        }
+    }
+    tw_parser_free(p);
+    return NULL;
+}
+
+/* cJSON used the ordinary way on another thread while parsers run. */
+static atomic_int plain_stop;
+static void *plain_cjson(void *arg)
+{
+    long *bad = arg;
+    while (!atomic_load(&plain_stop)) {
+        cJSON *o = cJSON_Parse("{\"http\":{\"listen\":\"127.0.0.1:9477\",\"max\":64},"
+                               "\"inputs\":[{\"name\":\"gw\"}]}");
+        char *s = o ? cJSON_PrintUnformatted(o) : NULL;
+        if (!s || strcmp(s, "{\"http\":{\"listen\":\"127.0.0.1:9477\",\"max\":64},"
+                            "\"inputs\":[{\"name\":\"gw\"}]}") != 0)
+            (*bad)++;
+        cJSON_free(s);
+        cJSON_Delete(o);
+    }
+    return NULL;
+}
+
+static void test_threads(const tw_formats_t *fs)
+{
+    static const char *const files[] = {"generic-json.log", "vault-audit.log",
+                                        "generic-json.malformed.log", "generic-text.log"};
+    enum { N = sizeof files / sizeof files[0] };
+    lines_t lines[N];
+    worker_t w[N];
+    pthread_t t[N], tp;
+    long plain_bad = 0;
+    atomic_store(&plain_stop, 0);
+    pthread_create(&tp, NULL, plain_cjson, &plain_bad);
+    for (size_t i = 0; i < N; i++) {
+        char *path = tw_xasprintf("%s/testdata/formats/%s", source_dir(), files[i]);
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].f = fixture_format(fs, files[i]);
+        w[i].lines = &lines[i];
+        TW_CHECK(read_lines(path, &lines[i]) == 0 && w[i].f);
+        free(path);
+        pthread_create(&t[i], NULL, parse_worker, &w[i]);
+    }
+    for (size_t i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        TW_CHECK_INT(w[i].bad, 0);
+        TW_CHECK(w[i].ok > 0);
+        lines_free(&lines[i]);
+    }
+    atomic_store(&plain_stop, 1);
+    pthread_join(tp, NULL);
+    TW_CHECK_INT(plain_bad, 0);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/tw_test_format.XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    tw_formats_t *fs = load_shipped();
+    if (fs) {
+        test_shipped_set(fs);
+        test_golden(fs);
+    }
+    test_invalid_formats();
+    test_load_dir();
+    test_custom_json();
+    test_custom_regex();
+    if (fs) {
+        test_no_malloc(fs);
+        test_threads(fs);
+    }
+    tw_formats_free(fs);
+    rmdir(tmpdir);
+    return tw_test_done();
+}
