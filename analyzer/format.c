@@ -243,17 +243,14 @@ static void arena_init(arena_t *a, size_t cap)
     arena_use(a, chunk_new(cap, NULL));
 }
 
-static void *arena_alloc(arena_t *a, size_t n)
+/* Out of line so that the per-allocation fast path in hook_malloc stays a
+ * leaf function with no register saves. n is already rounded. */
+__attribute__((noinline)) static void *arena_grow(arena_t *a, size_t n)
 {
-    if (n > SIZE_MAX / 4)
-        return NULL;   /* cJSON treats this as a parse failure */
-    n = (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
-    if ((size_t)(a->end - a->cur) < n) {
-        size_t cap = a->head->cap * 2;
-        while (cap < n)
-            cap *= 2;
-        arena_use(a, chunk_new(cap, a->head));
-    }
+    size_t cap = a->head->cap * 2;
+    while (cap < n)
+        cap *= 2;
+    arena_use(a, chunk_new(cap, a->head));
     void *p = a->cur;
     a->cur += n;
     return p;
@@ -297,7 +294,16 @@ static void arena_free(arena_t *a)
 static void *hook_malloc(size_t n)
 {
     arena_t *a = tl_arena;
-    return a ? arena_alloc(a, n) : malloc(n);
+    if (!a)
+        return malloc(n);
+    if (n > SIZE_MAX / 4)
+        return NULL;   /* cJSON treats this as a parse failure */
+    n = (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+    if (n > (size_t)(a->end - a->cur))
+        return arena_grow(a, n);
+    void *p = a->cur;
+    a->cur += n;
+    return p;
 }
 
 static void hook_free(void *p)

@@ -670,8 +670,19 @@ static ssize_t restore_one(tw_tail_t *t, struct input *in, const tw_tail_pos_t *
     }
     uint64_t off = sp->offset;
     uint64_t h;
-    if ((uint64_t)st.st_size < off || fingerprint(fd, off, sp->hash_len, &h) != 0 ||
-        h != sp->hash) {
+    bool matches = (uint64_t)st.st_size >= off &&
+                   fingerprint(fd, off, sp->hash_len, &h) == 0 && h == sp->hash;
+    if (!matches && !is_at_path) {
+        /* Found only by inode number elsewhere in the directory: with other
+         * bytes it is an unrelated file that reuses the inode, not our
+         * rotated log. Reading it would count foreign lines. */
+        tw_warn("input %s: a file in %s reuses the saved inode %llu but not its content; "
+                "ignoring it (the saved file's unread lines cannot be recovered)",
+                in->name, in->dir, ull(sp->ino));
+        close(fd);
+        return -1;
+    }
+    if (!matches) {
         tw_warn("input %s: saved offset %llu of %s (inode %llu) does not match the file any "
                 "more (size %llu or fingerprint differs); reading it from 0", in->name,
                 ull(off), is_at_path ? in->path : in->dir, ull(sp->ino),

@@ -265,6 +265,27 @@ class CliTest(twtest.TwTestCase):
         self.assertTrue(d.running())
         d.stop()
 
+    def test_sighup_while_lines_arrive_loses_nothing(self):
+        d = self.daemon([self.input("gw", "generic-text"), self.input("idp", "generic-json")])
+        w = twtest.Writer([("gw", self.path("gw.log"), "generic-text"),
+                           ("idp", self.path("idp.log"), "generic-json")], duration=2.0, seed=3)
+        w.start()
+        try:
+            for i in range(6):
+                twtest.wait_until(lambda: d.counters("gw")["auth_token_check"] > 0)
+                d.extra["log_level"] = "debug" if i % 2 == 0 else "info"
+                d.write_config()
+                d.sighup()
+                n = d.stderr().count("configuration reloaded")
+                twtest.wait_until(lambda: d.stderr().count("configuration reloaded") > n
+                                  or not d.running(), what="reload %d logged" % i)
+        finally:
+            w.join(30)
+            self.gen.tokens += w.gen.tokens
+        self.assertIsNone(w.error)
+        d.expect({"gw": w.expect("gw"), "idp": w.expect("idp")}, hold=0.3)
+        d.stop()
+
     def test_sighup_invalid_config_is_refused(self):
         d = self.daemon([self.input("gw", "generic-text")])
         g = self.gen

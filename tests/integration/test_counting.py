@@ -45,6 +45,19 @@ class CountingTest(twtest.TwTestCase):
         d.expect({"gw": Expect(checks=272, rejected=48), "idp": Expect(checks=196, rejected=26)},
                  hold=0.3)
 
+    def test_large_burst_counted_exactly_and_lag_drains(self):
+        # Far more than one read block and one poll budget at once.
+        d = self.daemon([self.input("gw", "generic-text"), self.input("idp", "generic-json")])
+        g = self.gen
+        text = g.batch("generic-text", 120000, 11111)
+        js = g.batch("generic-json", 40000, 4321)
+        append(self.path("gw.log"), text)
+        append(self.path("idp.log"), js)
+        d.expect({"gw": Expect(checks=120000, rejected=11111),
+                  "idp": Expect(checks=40000, rejected=4321)}, timeout=30, hold=0.3)
+        twtest.wait_until(lambda: d.lag_zero("gw") and d.lag_zero("idp"),
+                          what="tokenwatch_input_lag_bytes == 0")
+
     def test_every_rejection_result_value(self):
         d = self.daemon([self.input("gw", "generic-text"), self.input("idp", "generic-json")])
         results = ["ok", "rejected", "denied", "failed", "401", "403", "ok"]
@@ -157,6 +170,12 @@ class CountingTest(twtest.TwTestCase):
         self.assertEqual(d.get("/-/ready")[0], 200)
         self.assertEqual(d.get("/no/such/path")[0], 404)
         self.assertEqual(d.get("/metricsx")[0], 404)
+        req = twtest.urllib.request.Request(d.url("/metrics"), data=b"x", method="POST")
+        try:
+            status = twtest.urllib.request.urlopen(req, timeout=5).status
+        except twtest.urllib.error.HTTPError as e:
+            status = e.code
+        self.assertEqual(status, 405)
         status, body, headers = d.get("/metrics")
         self.assertEqual(status, 200)
         ctype = headers.get("Content-Type", "")

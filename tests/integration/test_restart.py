@@ -7,52 +7,11 @@ A saved offset is trusted only while the file still holds the same bytes.
 
 import os
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import twtest  # noqa: E402
-from twtest import Expect, append  # noqa: E402
-
-
-class Writer(threading.Thread):
-    """Appends one line to each target every `period` seconds (O_APPEND, one
-    write per line) for `duration` seconds, counting what it wrote."""
-
-    def __init__(self, targets, duration, period=0.002, seed=1):
-        super().__init__(daemon=True)
-        self.targets = targets           # [(input name, path, format)]
-        self.duration = duration
-        self.period = period
-        self.gen = twtest.LineGen(seed)
-        self.written = {name: [0, 0] for name, _, _ in targets}   # [lines, rejected]
-        self.error = None
-
-    def run(self):
-        try:
-            files = [(name, open(path, "ab", buffering=0), fmt) for name, path, fmt in self.targets]
-            start = time.monotonic()
-            i = 0
-            while time.monotonic() - start < self.duration:
-                for name, f, fmt in files:
-                    rej = (i % 7 == 3)
-                    f.write(self.gen.line(fmt, rej))
-                    self.written[name][0] += 1
-                    self.written[name][1] += rej
-                i += 1
-                # Steady rate: sleep until the next tick.
-                next_tick = start + i * self.period
-                delay = next_tick - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            for _, f, _ in files:
-                f.close()
-        except Exception as e:   # surfaced by the test after join()
-            self.error = e
-
-    def expect(self, name):
-        n, k = self.written[name]
-        return Expect(checks=n, rejected=k)
+from twtest import Expect, Writer, append  # noqa: E402
 
 
 class RestartTest(twtest.TwTestCase):
@@ -108,6 +67,24 @@ class RestartTest(twtest.TwTestCase):
         self.assertFalse(w.is_alive())
         self.assertGreater(w.written["gw"][0], 1000)
         d.expect({"gw": w.expect("gw"), "idp": w.expect("idp")}, timeout=15, hold=0.5)
+        d.stop()
+
+    def test_kill9_with_partial_line_pending(self):
+        # Saved offsets sit on line boundaries: a line half written when the
+        # daemon dies is read whole, once, after the restart.
+        log = self.path("gw.log")
+        d = self.daemon([self.input("gw", "generic-text")])
+        g = self.gen
+        line = g.text(rejected=True)
+        append(log, g.batch("generic-text", 4, 0) + line[:33])
+        d.expect({"gw": Expect(checks=4)})
+        d.snapshot_after(count=2)
+        d.kill9()
+        append(log, line[33:] + g.text())
+        d.start()
+        d.expect({"gw": Expect(checks=6, rejected=1)}, hold=0.5)
+        m = d.metrics()
+        self.assertEqual(m.get_value("tokenwatch_state_save_failures_total"), 0)
         d.stop()
 
     def test_kill9_then_rename_rotation_while_down(self):

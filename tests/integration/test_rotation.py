@@ -153,6 +153,34 @@ class RotationScenarios:
             f.write(g.batch("generic-text", 9, 1))
         d.expect({"gw": Expect(checks=25, rejected=8, rotations={"delete": 1})}, hold=HOLD)
 
+    def test_rotated_file_ending_in_partial_line(self):
+        # The old file ends in a line that never gets its newline: once the
+        # drained file is closed, that tail is skipped as "partial" (it is
+        # not a complete line, so not in lines_total).
+        log = self.path("gw.log")
+        d = self.start(self.input("gw", "generic-text"))
+        g = self.gen
+        append(log, g.batch("generic-text", 5, 1) + g.text()[:25])
+        d.expect({"gw": Expect(checks=5, rejected=1)})
+        with d.paused():
+            os.rename(log, log + ".1")
+            append(log, g.batch("generic-text", 2, 2))
+        d.expect({"gw": Expect(checks=7, rejected=3, skipped={"partial": 1},
+                               rotations={"rename": 1})}, hold=HOLD)
+
+    def test_truncate_with_partial_line_pending(self):
+        log = self.path("gw.log")
+        d = self.start(self.input("gw", "generic-text"))
+        g = self.gen
+        append(log, g.batch("generic-text", 3, 0) + g.text(rejected=True)[:30])
+        self.sync(d)
+        d.expect({"gw": Expect(checks=3)})
+        os.truncate(log, 0)
+        d.expect({"gw": Expect(checks=3, skipped={"partial": 1}, rotations={"truncate": 1})})
+        append(log, g.batch("generic-text", 2, 1))
+        d.expect({"gw": Expect(checks=5, rejected=1, skipped={"partial": 1},
+                               rotations={"truncate": 1})}, hold=HOLD)
+
     # -- partial writes ----------------------------------------------------
     def test_line_in_two_writes_counts_once_after_newline(self):
         d = self.start(self.input("gw", "generic-text"), self.input("idp", "generic-json"))

@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -316,6 +317,46 @@ def write_two_parts(path, line, between, split=None):
         os.fsync(f.fileno())
         between()
         f.write(line[split:])
+
+
+class Writer(threading.Thread):
+    """Appends one line to each target every `period` seconds (O_APPEND, one
+    write per line) for `duration` seconds, counting what it wrote."""
+
+    def __init__(self, targets, duration, period=0.002, seed=1):
+        super().__init__(daemon=True)
+        self.targets = targets           # [(input name, path, format)]
+        self.duration = duration
+        self.period = period
+        self.gen = LineGen(seed)
+        self.written = {name: [0, 0] for name, _, _ in targets}   # [lines, rejected]
+        self.error = None
+
+    def run(self):
+        try:
+            files = [(name, open(path, "ab", buffering=0), fmt) for name, path, fmt in self.targets]
+            start = time.monotonic()
+            i = 0
+            while time.monotonic() - start < self.duration:
+                for name, f, fmt in files:
+                    rej = (i % 7 == 3)
+                    f.write(self.gen.line(fmt, rej))
+                    self.written[name][0] += 1
+                    self.written[name][1] += rej
+                i += 1
+                # Steady rate: sleep until the next tick.
+                next_tick = start + i * self.period
+                delay = next_tick - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            for _, f, _ in files:
+                f.close()
+        except Exception as e:   # surfaced by the test after join()
+            self.error = e
+
+    def expect(self, name):
+        n, k = self.written[name]
+        return Expect(checks=n, rejected=k)
 
 
 # ---------------------------------------------------------------------------
