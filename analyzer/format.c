@@ -28,6 +28,33 @@
  * error, and the JIT never sees invalid UTF. A match limit bounds the work
  * a hostile line can cause with a backtracking-prone pattern.
  *
+ * Semantics the header leaves open, decided here:
+ *  - Matching ("rejected", "filter") is exact and case-sensitive; an absent
+ *    or empty value never matches. "rejected.field" defaults to "result";
+ *    without a "rejected" object no line is a rejection. For regex formats
+ *    any named group of the pattern may be used, for JSON formats an event
+ *    field the format maps (its value, alternatives included) or else any
+ *    dotted path. "equals"/"contains" take a string or an array of strings.
+ *  - The filter runs before anything else, so a filtered-out line is
+ *    "ignored" even when it would also be malformed.
+ *  - JSON values: strings as is, numbers rendered in fixed point (at most 9
+ *    decimals, no exponent, locale-independent), true/false as text; null,
+ *    objects, arrays and non-finite numbers count as absent. Path segments
+ *    name object members only (no array indexes; keys containing '.' are
+ *    unreachable). cJSON keeps the first of duplicate keys.
+ *  - A raw NUL byte anywhere in a JSON line makes it invalid_json (cJSON
+ *    would cut the string there); regex formats see NUL as an ordinary byte.
+ *  - Regex formats must produce a non-empty result group (missing_field
+ *    "result" otherwise); for JSON formats the result is optional.
+ *  - A format file may carry a "description" string for humans.
+ *
+ * Caveats of cJSON's global state: cJSON_InitHooks is process-wide. If other
+ * code replaces the hooks later, parses still work (a tree that did not come
+ * from our arena is kept for the event's lifetime and deleted on the next
+ * parse) but allocate again. cJSON also writes a global error position on
+ * every parse; concurrent parses on several threads race on it, harmlessly
+ * for us because we never read it.
+ *
  * Nothing here logs; errors go to tw_err_t and never quote line contents.
  */
 #include "format.h"
@@ -514,6 +541,7 @@ static int read_matcher(loader_t *ld, tw_format_t *f, const cJSON *node, const c
 
     const cJSON *field = cJSON_GetObjectItemCaseSensitive(node, "field");
     const char *name = "result";
+    m->field = -1;
     path_key(p, path, "field");
     if (field) {
         if (!cJSON_IsString(field) || field->valuestring[0] == '\0')
@@ -535,7 +563,6 @@ static int read_matcher(loader_t *ld, tw_format_t *f, const cJSON *node, const c
         m->group = (uint32_t)g;
     } else {
         int fi = field_index(name);
-        m->field = -1;
         if (fi >= 0 && f->field[fi].nalt > 0) {
             m->src = &f->field[fi];
             m->field = fi;
@@ -1212,6 +1239,8 @@ tw_parse_status_t tw_parser_parse(tw_parser_t *p, const char *line, size_t len,
                                   int64_t ref_ns, tw_event_t *ev)
 {
     memset(ev, 0, sizeof *ev);
+    if (!line)
+        line = "";   /* only meaningful with len == 0 */
     if (p->fmt->kind == KIND_REGEX)
         return parse_regex(p, line, len, ref_ns, ev);
     return parse_json(p, line, len, ref_ns, ev);

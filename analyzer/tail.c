@@ -527,13 +527,25 @@ static void demote_current(struct input *in, int64_t now, tw_rotation_t why)
 }
 
 /* Applies what stat(path) says to the current file (see the table above). */
+/* How the current file left the path: if it still has a name somewhere it
+ * was renamed (logrotate's create mode, whether or not the new file exists
+ * yet); with no name left it was deleted (and maybe recreated). */
+static tw_rotation_t departure_kind(const struct input *in)
+{
+    struct stat st;
+    const struct tfile *cur = &in->files[in->nfiles - 1];
+    if (fstat(cur->fd, &st) == 0 && st.st_nlink == 0)
+        return TW_ROTATE_DELETE;
+    return TW_ROTATE_RENAME;
+}
+
 static void check_path(tw_tail_t *t, struct input *in, int64_t now)
 {
     struct stat st;
     if (stat(in->path, &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR) {
             if (in->has_cur)
-                demote_current(in, now, TW_ROTATE_DELETE);
+                demote_current(in, now, departure_kind(in));
         } else {
             tw_log_limited(&in->lim_io, TW_LOG_WARN, "input %s: cannot stat %s: %s", in->name,
                            in->path, strerror(errno));
@@ -548,7 +560,7 @@ static void check_path(tw_tail_t *t, struct input *in, int64_t now)
                 file_truncated(in, cur);
             return;
         }
-        demote_current(in, now, TW_ROTATE_RENAME);
+        demote_current(in, now, departure_kind(in));
     }
     if (!S_ISREG(st.st_mode)) {
         tw_log_limited(&in->lim_io, TW_LOG_WARN, "input %s: %s is not a regular file", in->name,

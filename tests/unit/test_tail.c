@@ -494,8 +494,31 @@ static void test_delete_recreate(bool inotify)
     sink_free(&s);
 }
 
-/* Moved away (seen as deleted) and moved back: the draining fd becomes
- * current again; a second fd would re-read the file from 0. */
+/* Deleted and recreated before the follower looks again: still a DELETE
+ * (the old file has no name left), not a RENAME; both files fully read. */
+static void test_delete_recreate_between_polls(bool inotify)
+{
+    char path[PATH_MAX];
+    path_of(path, "delq.log");
+    append(path, "l1\n");
+    tw_tail_t *t = make_tail(inotify, 50, 0, 0, 0);
+    sink_t s = {0};
+    add(t, "in", path, true, NULL, 0, &s);
+    EXPECT_TEXT(t, &s, "l1\n");
+    int writer = open_writer(path);
+    TW_CHECK_INT(unlink(path), 0);
+    write_all(writer, "l2\n", 3);
+    append(path, "n1\n");
+    EXPECT_TEXT(t, &s, "l1\nl2\nn1\n");
+    WAIT_FOR(t, npos(t, "in") == 1);
+    EXPECT_EVENTS(&s, 0, 0, 1, 0, 0);
+    close(writer);
+    tw_tail_free(t);
+    sink_free(&s);
+}
+
+/* Moved away (a rename: the file keeps a name) and moved back: the draining
+ * fd becomes current again; a second fd would re-read the file from 0. */
 static void test_moved_away_and_back(bool inotify)
 {
     char path[PATH_MAX], away[PATH_MAX];
@@ -509,14 +532,14 @@ static void test_moved_away_and_back(bool inotify)
     TW_CHECK_INT(rename(path, away), 0);
     append(away, "b\n");
     EXPECT_TEXT(t, &s, "a\nb\n");
-    TW_CHECK_INT(s.rotates[TW_ROTATE_DELETE], 1);
+    TW_CHECK_INT(s.rotates[TW_ROTATE_RENAME], 1);
     TW_CHECK_INT(rename(away, path), 0);
     append(path, "c\n");
     EXPECT_TEXT(t, &s, "a\nb\nc\n");
     tw_tail_pos_t p[TW_TAIL_MAX_FILES];
     TW_CHECK_INT(tw_tail_positions(t, "in", p, TW_TAIL_MAX_FILES), 1);
     TW_CHECK(p[0].current && p[0].offset == 6);
-    EXPECT_EVENTS(&s, 0, 0, 1, 0, 0);
+    EXPECT_EVENTS(&s, 1, 0, 0, 0, 0);
     tw_tail_free(t);
     sink_free(&s);
 }
@@ -1105,6 +1128,7 @@ int main(void)
         {"rotated partial tail", test_rotated_partial_tail},
         {"copytruncate", test_copytruncate},
         {"delete and recreate", test_delete_recreate},
+        {"delete and recreate between polls", test_delete_recreate_between_polls},
         {"moved away and back", test_moved_away_and_back},
         {"restore and resume", test_restore_resume},
         {"restore rotated file by inode scan", test_restore_rotated_by_scan},
