@@ -11,6 +11,7 @@
 #   BENCH_DATA    where the generated logs are cached
 #                 (default ${TMPDIR:-/tmp}/tokenwatch-bench-data-$BENCH_LINES)
 #   BENCH_BUILD   build directory (default <repo>/build-bench)
+#   BENCH_NO_GNU_TIME=1  measure peak RSS without /usr/bin/time (sampled VmHWM)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,20 +46,41 @@ RESULTS=$WORK/results.tsv
 # Runs one replay; prints "summary-line<TAB>maxrss_kb".
 run_once() {
     local fmt=$1 log=$2 rss
-    if [ -x /usr/bin/time ]; then
-        /usr/bin/time -v -o "$WORK/time.txt" \
-            "$BIN" replay -c "$CONFIG" --format "$fmt" "$log" >/dev/null 2>"$WORK/stderr"
+    if [ -x /usr/bin/time ] && [ -z "${BENCH_NO_GNU_TIME:-}" ]; then
+        if ! /usr/bin/time -v -o "$WORK/time.txt" \
+            "$BIN" replay -c "$CONFIG" --format "$fmt" "$log" >/dev/null 2>"$WORK/stderr"; then
+            echo "bench: replay of $log failed:" >&2
+            cat "$WORK/stderr" "$WORK/time.txt" >&2
+            exit 1
+        fi
         rss=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$WORK/time.txt")
     else
-        # No GNU time: ru_maxrss of the (only) child, in KiB on Linux.
-        python3 - "$WORK/rss" "$BIN" replay -c "$CONFIG" --format "$fmt" "$log" \
+        # No GNU time. ru_maxrss of a child of python would include the
+        # forked python image, so sample the child's own VmHWM (peak RSS of
+        # its address space after exec) every 5 ms instead.
+        if ! python3 - "$WORK/rss" "$BIN" replay -c "$CONFIG" --format "$fmt" "$log" \
             >/dev/null 2>"$WORK/stderr" <<'PY'
-import resource, subprocess, sys
-p = subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL)
+import subprocess, sys, time
+p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+peak = 0
+while p.poll() is None:
+    try:
+        with open("/proc/%d/status" % p.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+    except OSError:
+        pass
+    time.sleep(0.005)
 with open(sys.argv[1], "w") as f:
-    f.write("%d\n" % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+    f.write("%d\n" % peak)
 sys.exit(p.returncode)
 PY
+        then
+            echo "bench: replay of $log failed:" >&2
+            cat "$WORK/stderr" >&2
+            exit 1
+        fi
         rss=$(cat "$WORK/rss")
     fi
     local summary
@@ -76,7 +98,8 @@ for f in $FORMATS; do
     bytes=$(stat -c %s "$log")
     for i in $(seq 1 "$RUNS"); do
         echo "replay $f run $i/$RUNS ..." >&2
-        printf '%s\t%s\t%s\n' "$f" "$bytes" "$(run_once "$f" "$log")" >>"$RESULTS"
+        run_once "$f" "$log" >"$WORK/one"
+        printf '%s\t%s\t%s\n' "$f" "$bytes" "$(cat "$WORK/one")" >>"$RESULTS"
     done
 done
 

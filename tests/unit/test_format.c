@@ -739,6 +739,8 @@ static void test_custom_json(void)
     TW_CHECK(ev.error_field == NULL);
     TW_CHECK_INT(tw_parser_parse(p, "", 0, FIXTURE_REF_NS, &ev), TW_PARSE_ERROR);
     TW_CHECK_INT(ev.error, TW_PERR_INVALID_JSON);
+    TW_CHECK_INT(tw_parser_parse(p, NULL, 0, FIXTURE_REF_NS, &ev), TW_PARSE_ERROR);
+    TW_CHECK_INT(ev.error, TW_PERR_INVALID_JSON);
 
     free(copy);
     tw_parser_free(p);
@@ -856,9 +858,33 @@ static void test_custom_regex(void)
     TW_CHECK_INT(parse_copy(p, nul_line, sizeof nul_line - 1, FIXTURE_REF_NS, &ev, &copy),
                  TW_PARSE_OK);
     TW_CHECK_INT(ev.token.n, 4);
+    TW_CHECK_INT(tw_parser_parse(p, NULL, 0, FIXTURE_REF_NS, &ev), TW_PARSE_ERROR);
+    TW_CHECK_INT(ev.error, TW_PERR_NO_MATCH);
     free(copy);
     tw_parser_free(p);
     tw_format_free(f);
+
+    /* Catastrophic backtracking: the match limit turns an exponential
+     * search into a quick no_match, with the JIT and without it. */
+    static const char *const evil[] = {
+        "{\"name\":\"evil\",\"type\":\"regex\",\"pattern\":\"^(?<token>(?:a+)+)x"
+        "(?<ip>)(?<time>)(?<result>)$\"}",
+        "{\"name\":\"evil\",\"type\":\"regex\",\"pattern\":\"(*NO_JIT)^(?<token>(?:a+)+)x"
+        "(?<ip>)(?<time>)(?<result>)$\"}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        f = load_text(evil[i]);
+        if (!f)
+            continue;
+        p = tw_parser_new(f);
+        copy = NULL;
+        TW_CHECK_INT(parse_str(p, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaay", &ev, &copy),
+                     TW_PARSE_ERROR);
+        TW_CHECK_INT(ev.error, TW_PERR_NO_MATCH);
+        free(copy);
+        tw_parser_free(p);
+        tw_format_free(f);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1011,6 +1037,28 @@ static void test_threads(const tw_formats_t *fs)
     TW_CHECK_INT(plain_bad, 0);
 }
 
+/* Someone else resets cJSON's hooks: parsing must still be right and must
+ * not leak (LeakSanitizer checks the latter). Runs last: it cannot undo. */
+static void test_foreign_hooks(const tw_formats_t *fs)
+{
+    cJSON_InitHooks(NULL);
+    tw_parser_t *p = tw_parser_new(tw_formats_find(fs, "generic-json"));
+    tw_event_t ev;
+    char *copy = NULL;
+    for (int i = 0; i < 3; i++) {
+        TW_CHECK_INT(parse_str(p, "{\"time\":\"2026-11-29T07:57:53Z\",\"client\":{\"ip\":\"1.2.3.4\"},"
+                                  "\"auth\":{\"token\":\"at-x\"},\"result\":\"denied\"}",
+                               &ev, &copy),
+                     TW_PARSE_OK);
+        CHECK_SLICE(ev.token, "at-x");
+        TW_CHECK(ev.rejected);
+    }
+    TW_CHECK_INT(parse_str(p, "{\"a\":", &ev, &copy), TW_PARSE_ERROR);
+    TW_CHECK_INT(parse_str(p, "[1]", &ev, &copy), TW_PARSE_ERROR);
+    free(copy);
+    tw_parser_free(p);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tw_test_format.XXXXXX");
@@ -1030,6 +1078,7 @@ int main(void)
     if (fs) {
         test_no_malloc(fs);
         test_threads(fs);
+        test_foreign_hooks(fs);
     }
     tw_formats_free(fs);
     rmdir(tmpdir);

@@ -50,7 +50,7 @@ static int tw_test_pass, tw_test_fail;
 #define TW_CHECK_SLICE(s, str)                                                \
     do {                                                                      \
         const char *tw_e_ = (str);                                            \
-        if ((s).n == strlen(tw_e_) && memcmp((s).p ? (s).p : "", tw_e_, (s).n) == 0) { \
+        if ((s).n == strlen(tw_e_) && ((s).n == 0 || memcmp((s).p, tw_e_, (s).n) == 0)) { \
             tw_test_pass++;                                                   \
         } else {                                                              \
             tw_test_fail++;                                                   \
