@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libpcre2-dev
-      libmaxminddb-dev libcjson-dev python3 curl)
+      libmaxminddb-dev libcjson-dev libsodium-dev python3 curl)
 if [[ "${1:-}" == "--test" ]]; then
     pkgs+=(prometheus prometheus-alertmanager)
 fi
