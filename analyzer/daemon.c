@@ -69,6 +69,8 @@ typedef struct tw_daemon {
     size_t ninputs;
     tw_cell_t *c_saves, *c_save_failures;
     tw_log_limit_t save_limit;
+    tw_state_input_t *retired;  /* counters of inputs dropped by a reload */
+    size_t nretired;
     int cli_log_level;          /* -1: the config's */
     int log_format;
 } tw_daemon_t;
@@ -85,8 +87,8 @@ static int add_input(tw_daemon_t *d, const tw_input_conf_t *ic, const tw_state_i
     } else if (saved) {
         /* Another file now: its counters continue, its offsets do not apply. */
         *tw_input_stats(in) = saved->stats;
-        tw_warn("input %s: path changed from %s to %s since the last run; reading the new "
-                "path per its \"start\" setting",
+        tw_warn("input %s: path changed from %s to %s; its counters continue and the new "
+                "path is read per its \"start\" setting",
                 ic->name, saved->path, ic->path);
     }
     tw_err_t err;
@@ -104,12 +106,35 @@ static int add_input(tw_daemon_t *d, const tw_input_conf_t *ic, const tw_state_i
     return 0;
 }
 
-static void remove_input(tw_daemon_t *d, size_t i)
+/* Stops input i, keeping its counters in d->retired. */
+static void retire_input(tw_daemon_t *d, size_t i)
 {
-    tw_tail_remove(d->tail, tw_input_name(d->inputs[i].input));
-    tw_input_free(d->inputs[i].input);
-    free(d->inputs[i].path);
+    tw_input_t *in = d->inputs[i].input;
+    tw_state_input_t *r = NULL;
+    for (size_t k = 0; k < d->nretired && !r; k++)
+        if (strcmp(d->retired[k].name, tw_input_name(in)) == 0)
+            r = &d->retired[k];
+    if (!r) {
+        d->retired = tw_xrealloc(d->retired, (d->nretired + 1) * sizeof *d->retired);
+        r = &d->retired[d->nretired++];
+        memset(r, 0, sizeof *r);
+        r->name = tw_xstrdup(tw_input_name(in));
+    }
+    free(r->path);
+    r->path = d->inputs[i].path;   /* ownership moves */
+    r->stats = *tw_input_stats(in);
+    r->npos = 0;                   /* its files are closed: no offsets to resume */
+    tw_tail_remove(d->tail, tw_input_name(in));
+    tw_input_free(in);
     d->inputs[i] = d->inputs[--d->ninputs];
+}
+
+static const tw_state_input_t *find_retired(const tw_daemon_t *d, const char *name)
+{
+    for (size_t k = 0; k < d->nretired; k++)
+        if (strcmp(d->retired[k].name, name) == 0)
+            return &d->retired[k];
+    return NULL;
 }
 
 static int save_state(tw_daemon_t *d)
@@ -172,12 +197,16 @@ static void reload(tw_daemon_t *d)
         return;
     }
     warn_restart_only(d->cfg, nc);
-    /* Drop inputs that are gone or now follow another path. */
+    /* Drop inputs that are gone or now follow another path. Their counters
+     * are kept aside: an input that comes back under the same name (or
+     * follows a new path) continues its totals, as it would after a restart,
+     * so no counter ever goes down within one process. */
     for (size_t i = d->ninputs; i-- > 0;) {
         const tw_input_conf_t *ic = tw_config_input(nc, tw_input_name(d->inputs[i].input));
         if (!ic || strcmp(ic->path, d->inputs[i].path) != 0) {
-            tw_info("reload: input %s removed", tw_input_name(d->inputs[i].input));
-            remove_input(d, i);
+            tw_info("reload: input %s %s", tw_input_name(d->inputs[i].input),
+                    ic ? "changes path" : "removed");
+            retire_input(d, i);
         }
     }
     /* Switch kept inputs to the new formats; start new inputs. */
@@ -189,7 +218,7 @@ static void reload(tw_daemon_t *d)
                 tw_input_set_format(d->inputs[i].input, ic->format);
                 found = true;
             }
-        if (!found && add_input(d, ic, NULL) == 0)
+        if (!found && add_input(d, ic, find_retired(d, ic->name)) == 0)
             tw_info("reload: input %s added (%s)", ic->name, ic->path);
     }
     tw_config_free(d->cfg);   /* its formats are no longer referenced */
@@ -267,6 +296,11 @@ static void stop(tw_daemon_t *d)
         free(d->inputs[i].path);
     }
     free(d->inputs);
+    for (size_t k = 0; k < d->nretired; k++) {
+        free(d->retired[k].name);
+        free(d->retired[k].path);
+    }
+    free(d->retired);
     tw_tail_free(d->tail);
     tw_metrics_free(d->metrics);
     tw_config_free(d->cfg);

@@ -7,6 +7,7 @@ files that appear later, and the HTTP probes.
 import os
 import sys
 
+sys.dont_write_bytecode = True   # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import twtest  # noqa: E402
 from twtest import Expect, append  # noqa: E402
@@ -163,6 +164,17 @@ class CountingTest(twtest.TwTestCase):
         append(self.path("late.log"), g.batch("generic-text", 2, 0))
         d.expect({"late": Expect(checks=11, rejected=2), "latej": Expect(checks=4, rejected=4)},
                  hold=0.3)
+
+    def test_file_in_directory_created_after_start(self):
+        # Not even the parent directory exists at start-up.
+        path = self.path("later", "sub", "gw.log")
+        d = self.daemon([self.input("gw", "generic-text", start="end", path=path, create=False)])
+        d.expect({"gw": Expect()})
+        os.makedirs(os.path.dirname(path))
+        append(path, self.gen.batch("generic-text", 6, 2))
+        d.expect({"gw": Expect(checks=6, rejected=2)})
+        append(path, self.gen.batch("generic-text", 1, 1))
+        d.expect({"gw": Expect(checks=7, rejected=3)}, hold=0.3)
 
     def test_http_probes_and_unknown_path(self):
         d = self.daemon([self.input("gw")])

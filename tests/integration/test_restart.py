@@ -9,6 +9,7 @@ import os
 import sys
 import time
 
+sys.dont_write_bytecode = True   # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import twtest  # noqa: E402
 from twtest import Expect, Writer, append  # noqa: E402
@@ -68,6 +69,23 @@ class RestartTest(twtest.TwTestCase):
         self.assertGreater(w.written["gw"][0], 1000)
         d.expect({"gw": w.expect("gw"), "idp": w.expect("idp")}, timeout=15, hold=0.5)
         d.stop()
+
+    def test_corrupt_state_is_refused_with_a_clear_error(self):
+        # A damaged snapshot is not silently discarded (that would recount
+        # or skip lines): the daemon refuses to start and names the file.
+        d = self.daemon([self.input("gw", "generic-text")])
+        append(self.path("gw.log"), self.gen.batch("generic-text", 5, 1))
+        d.expect({"gw": Expect(checks=5, rejected=1)})
+        d.stop()
+        files = [f for f in os.listdir(d.state_dir) if f.endswith(".json")]
+        self.assertTrue(files, os.listdir(d.state_dir))
+        for f in files:
+            with open(os.path.join(d.state_dir, f), "w") as fh:
+                fh.write('{"version": 1, "inputs": [ {"name": "gw", "files": 7')
+        d.start(wait_ready=False)
+        rc = d.proc.wait(10)
+        self.assertEqual(rc, 1, d.stderr())
+        self.assertIn(d.state_dir, d.stderr())
 
     def test_kill9_with_partial_line_pending(self):
         # Saved offsets sit on line boundaries: a line half written when the

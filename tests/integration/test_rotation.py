@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 
+sys.dont_write_bytecode = True   # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import twtest  # noqa: E402
 from twtest import Expect, append  # noqa: E402
