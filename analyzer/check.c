@@ -146,6 +146,9 @@ int tw_cmd_check(const tw_cli_t *cli)
         return TW_EXIT_USAGE;
     printf("config OK: %zu inputs, %zu formats (%s)\n", c->ninputs,
            tw_formats_count(c->formats), c->formats_dir);
+    if (c->ninputs == 0)
+        printf("note: no inputs: replay and check --sample work, but run needs at least "
+               "one input\n");
     int rc = cli->sample ? run_sample(c, cli) : TW_EXIT_OK;
     tw_config_free(c);
     return rc;

@@ -35,10 +35,14 @@ int tw_parse_listen(const char *s, char **addr, uint16_t *port, tw_err_t *err)
         free(host);
         return -1;
     }
-    char *end;
-    errno = 0;
-    unsigned long p = strtoul(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno != 0 || p > 65535) {
+    /* Digits only: strtoul alone would take "+80", " 80" or "-1". */
+    const char *digits = colon + 1;
+    size_t ndigits = strspn(digits, "0123456789");
+    unsigned long p = 0;
+    for (size_t i = 0; i < ndigits && i < 6; i++)
+        p = p * 10 + (unsigned long)(digits[i] - '0');
+    if (ndigits == 0 || ndigits > 5 || digits[ndigits] != '\0' ||
+        (ndigits > 1 && digits[0] == '0') || p > 65535) {
         free(host);
         return tw_err_set(err, "expected a port from 0 to 65535 after the address, got \"%s\"", s);
     }

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,10 +18,17 @@ static _Atomic int log_format = TW_LOG_PLAIN;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
+/* Under systemd (JOURNAL_STREAM names our stderr), plain records start with
+ * an sd-daemon "<N>" priority so `journalctl -p err` filters by level, and
+ * drop the program name that the journal already records. */
+static _Atomic int journald;
+
 void tw_log_setup(tw_log_level_t lvl, tw_log_format_t fmt)
 {
     atomic_store(&min_level, (int)lvl);
     atomic_store(&log_format, (int)fmt);
+    const char *js = getenv("JOURNAL_STREAM");
+    atomic_store(&journald, js != NULL && js[0] != '\0');
 }
 
 bool tw_log_enabled(tw_log_level_t level)
@@ -81,9 +89,15 @@ static void vwrite_record(tw_log_level_t level, const char *fmt, va_list ap)
         n = json_escape(out, sizeof out, n, msg);
         n += (size_t)snprintf(out + n, sizeof out - n, "\"}\n");
     } else {
-        /* Plain: "<level>: message" — journald adds its own timestamp. */
-        n = (size_t)snprintf(out, sizeof out, "tokenwatch: %s: %s\n",
-                             level_names[level], msg);
+        /* Plain: "tokenwatch: <level>: message"; journald adds its own
+         * timestamp. Syslog priorities: debug 7, info 6, warning 4, err 3. */
+        static const int prio[] = {7, 6, 4, 3};
+        if (atomic_load_explicit(&journald, memory_order_relaxed))
+            n = (size_t)snprintf(out, sizeof out, "<%d>%s: %s\n", prio[level],
+                                 level_names[level], msg);
+        else
+            n = (size_t)snprintf(out, sizeof out, "tokenwatch: %s: %s\n",
+                                 level_names[level], msg);
     }
     if (n >= sizeof out) {
         n = sizeof out - 1;

@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libpcre2-dev
       libmaxminddb-dev libcjson-dev libsodium-dev python3 curl)
 if [[ "${1:-}" == "--test" ]]; then
-    pkgs+=(prometheus prometheus-alertmanager)
+    pkgs+=(prometheus prometheus-alertmanager systemd man-db)
 fi
 
 SUDO=()

@@ -167,6 +167,12 @@ static void test_listen(void)
     TW_CHECK_INT(tw_parse_listen("1.2.3.4:", &addr, &port, NULL), -1);
     TW_CHECK_INT(tw_parse_listen("1.2.3.4:-1", &addr, &port, NULL), -1);
     TW_CHECK_INT(tw_parse_listen("[::1]80", &addr, &port, NULL), -1);
+    TW_CHECK_INT(tw_parse_listen("127.0.0.1:+80", &addr, &port, NULL), -1);
+    TW_CHECK_INT(tw_parse_listen("127.0.0.1: 80", &addr, &port, NULL), -1);
+    TW_CHECK_INT(tw_parse_listen("127.0.0.1:080", &addr, &port, NULL), -1);
+    TW_CHECK_INT(tw_parse_listen("127.0.0.1:65536", &addr, &port, NULL), -1);
+    TW_CHECK_INT(tw_parse_listen("127.0.0.1:0", &addr, &port, NULL), 0);
+    free(addr);
 }
 
 int main(void)

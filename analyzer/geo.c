@@ -1,0 +1,969 @@
+/*
+ * geo.c — see geo.h. libmaxminddb does the tree walk and decoding; this file
+ * adds address classification, the seeded network cache and string interning.
+ *
+ * Invariants:
+ * - A cache entry keyed at level L (a prefix length from levels4/levels6)
+ *   was stored only because the database networks holding the address were
+ *   at least as wide as L, so its result is exact for every address in that
+ *   aligned /L block. A lookup probes each level once; at most one can hold
+ *   the address while the databases do not change under an open tw_geo_t.
+ * - Interned strings are never freed before tw_geo_close(), so pointers in
+ *   results and cache entries stay valid.
+ * - Counters have one writer (the owner thread); other threads only load them.
+ */
+#include "geo.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <maxminddb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#define WAYS 4
+/* The longest IPv6 text is 45 characters; a zone id adds up to IFNAMSIZ. */
+#define IP_TEXT_MAX 63
+#define INTERN_CHUNK 16384
+
+/* Cache granularities, coarsest first. IPv4: /24, the smallest block
+ * routed between networks and a common GeoIP network size. IPv6: /48 for
+ * site allocations, /64 so that a host changing its privacy address inside
+ * one subnet still hits. The last level is the host. */
+static const uint8_t levels4[] = {24, 32};
+static const uint8_t levels6[] = {48, 64, 128};
+
+/* Field paths, prepared once: MMDB_aget_value walks them without building
+ * anything per call. City fields are read relative to their sub-map
+ * ("location", then "latitude", "longitude", ...): every path from the
+ * record's root would skip over the sorted keys before it ("city",
+ * "continent", "country" and all they contain) again, which cost over a
+ * third of a cold lookup when measured. */
+static const char *const path_root[] = {NULL};
+static const char *const path_country[] = {"country", NULL};
+static const char *const path_iso_code[] = {"iso_code", NULL};
+static const char *const path_city[] = {"city", NULL};
+static const char *const path_name_en[] = {"names", "en", NULL};
+static const char *const path_geoname_id[] = {"geoname_id", NULL};
+static const char *const path_location[] = {"location", NULL};
+static const char *const path_lat[] = {"latitude", NULL};
+static const char *const path_lon[] = {"longitude", NULL};
+static const char *const path_radius[] = {"accuracy_radius", NULL};
+static const char *const path_tz[] = {"time_zone", NULL};
+static const char *const path_asn[] = {"autonomous_system_number", NULL};
+static const char *const path_asn_org[] = {"autonomous_system_organization", NULL};
+
+typedef struct cache_key {
+    uint64_t w0, w1; /* the address masked to `bits` */
+    uint32_t meta;   /* family | bits << 8; 0 marks an empty slot */
+} cache_key_t;
+
+typedef struct cache_entry {
+    cache_key_t key;
+    uint8_t ref; /* CLOCK reference bit */
+    tw_geo_result_t res;
+} cache_entry_t;
+
+typedef struct intern_chunk {
+    struct intern_chunk *next;
+    size_t used, cap;
+    char data[];
+} intern_chunk_t;
+
+typedef struct intern_slot {
+    const char *s;
+    uint32_t len, hash;
+} intern_slot_t;
+
+struct tw_geo {
+    MMDB_s city, asn;
+    bool has_asn;
+    uint64_t sipkey[2];
+
+    cache_entry_t *cache; /* nsets * WAYS entries, or NULL when off */
+    uint8_t *hand;        /* CLOCK hand per set */
+    size_t set_mask;      /* nsets - 1 */
+
+    intern_slot_t *islots;
+    size_t icap, icount;
+    intern_chunk_t *chunks;
+
+    _Atomic uint64_t n_lookups, n_status[TW_GEO_STATUS_COUNT], n_hits, n_walks, n_evictions,
+        n_interned;
+};
+
+/* Single writer: a relaxed load and store is exact and needs no locked
+ * instruction, while readers on other threads still see whole values. */
+static inline void count(_Atomic uint64_t *c, uint64_t by)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + by,
+                          memory_order_relaxed);
+}
+
+const char *tw_geo_status_name(tw_geo_status_t status)
+{
+    switch (status) {
+    case TW_GEO_FOUND:
+        return "found";
+    case TW_GEO_NOT_FOUND:
+        return "not_found";
+    case TW_GEO_PRIVATE:
+        return "private";
+    case TW_GEO_INVALID:
+        return "invalid";
+    case TW_GEO_ERROR:
+        return "error";
+    }
+    return "unknown";
+}
+
+/* ---- addresses ------------------------------------------------------------ */
+
+int tw_geo_addr_parse(const char *ip, size_t n, tw_geo_addr_t *out)
+{
+    static const uint8_t mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    char buf[IP_TEXT_MAX + 1];
+
+    memset(out, 0, sizeof *out);
+    if (n == 0 || n > IP_TEXT_MAX)
+        return -1;
+    bool colon = false;
+    for (size_t i = 0; i < n; i++) {
+        /* A NUL inside the slice would end inet_pton's view early and let
+         * "1.2.3.4\0junk" pass as an address. */
+        if (ip[i] == '\0')
+            return -1;
+        colon |= ip[i] == ':';
+        buf[i] = ip[i];
+    }
+    buf[n] = '\0';
+
+    if (colon) {
+        char *zone = strchr(buf, '%');
+        if (zone) {
+            if (zone[1] == '\0')
+                return -1;
+            *zone = '\0';
+        }
+        if (inet_pton(AF_INET6, buf, out->bytes) != 1)
+            goto invalid;
+        if (memcmp(out->bytes, mapped_prefix, sizeof mapped_prefix) == 0) {
+            memmove(out->bytes, out->bytes + 12, 4);
+            memset(out->bytes + 4, 0, 12);
+            out->family = 4;
+        } else {
+            out->family = 6;
+        }
+        return 0;
+    }
+    if (inet_pton(AF_INET, buf, out->bytes) != 1)
+        goto invalid;
+    out->family = 4;
+    return 0;
+invalid:
+    memset(out, 0, sizeof *out);
+    return -1;
+}
+
+bool tw_geo_addr_same_prefix(const tw_geo_addr_t *a, const tw_geo_addr_t *b, unsigned bits)
+{
+    if (a->family != b->family || (a->family != 4 && a->family != 6))
+        return false;
+    unsigned width = a->family == 4 ? 32 : 128;
+    if (bits > width)
+        bits = width;
+    size_t whole = bits / 8;
+    if (memcmp(a->bytes, b->bytes, whole) != 0)
+        return false;
+    unsigned rest = bits % 8;
+    if (rest == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xff00u >> rest);
+    return ((a->bytes[whole] ^ b->bytes[whole]) & mask) == 0;
+}
+
+static bool v4_in(uint32_t a, uint32_t net, unsigned len)
+{
+    return (a >> (32 - len)) == (net >> (32 - len));
+}
+
+/* IANA special-purpose IPv4 blocks that are not globally reachable, minus
+ * the three documentation /24s, which tokenwatch's test data and demo use
+ * as stand-ins for public addresses. */
+static bool v4_private(const uint8_t *b)
+{
+    static const struct {
+        uint32_t net;
+        uint8_t len;
+    } blocks[] = {
+        {0x00000000u, 8},  /* 0.0.0.0/8 "this network", includes unspecified */
+        {0x0a000000u, 8},  /* 10.0.0.0/8 */
+        {0x64400000u, 10}, /* 100.64.0.0/10 shared address space (CGNAT) */
+        {0x7f000000u, 8},  /* 127.0.0.0/8 loopback */
+        {0xa9fe0000u, 16}, /* 169.254.0.0/16 link-local */
+        {0xac100000u, 12}, /* 172.16.0.0/12 */
+        {0xc0000000u, 24}, /* 192.0.0.0/24 IETF protocol assignments */
+        {0xc0a80000u, 16}, /* 192.168.0.0/16 */
+        {0xc6120000u, 15}, /* 198.18.0.0/15 benchmarking */
+        {0xe0000000u, 4},  /* 224.0.0.0/4 multicast */
+        {0xf0000000u, 4},  /* 240.0.0.0/4 reserved, and the broadcast address */
+    };
+    uint32_t a = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
+        if (v4_in(a, blocks[i].net, blocks[i].len))
+            return true;
+    return false;
+}
+
+static bool v6_private(const uint8_t *b)
+{
+    static const uint8_t zero[12];
+    /* ::/96: unspecified, loopback and the deprecated IPv4-compatible form
+     * (IPv4-mapped was turned into family 4 by the parser). */
+    if (memcmp(b, zero, 12) == 0)
+        return true;
+    if (b[0] == 0x01 && b[1] == 0x00 && memcmp(b + 2, zero, 6) == 0)
+        return true; /* 100::/64 discard-only */
+    if ((b[0] & 0xfe) == 0xfc)
+        return true; /* fc00::/7 unique local */
+    if (b[0] == 0xfe && (b[1] & 0x80) == 0x80)
+        return true;     /* fe80::/10 link-local and fec0::/10 old site-local */
+    return b[0] == 0xff; /* ff00::/8 multicast */
+}
+
+bool tw_geo_addr_is_private(const tw_geo_addr_t *a)
+{
+    return a->family == 4 ? v4_private(a->bytes) : v6_private(a->bytes);
+}
+
+/* ---- seeded hash ---------------------------------------------------------- */
+
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                               \
+    do {                                                                                       \
+        v0 += v1;                                                                              \
+        v1 = ROTL64(v1, 13);                                                                   \
+        v1 ^= v0;                                                                              \
+        v0 = ROTL64(v0, 32);                                                                   \
+        v2 += v3;                                                                              \
+        v3 = ROTL64(v3, 16);                                                                   \
+        v3 ^= v2;                                                                              \
+        v0 += v3;                                                                              \
+        v3 = ROTL64(v3, 21);                                                                   \
+        v3 ^= v0;                                                                              \
+        v2 += v1;                                                                              \
+        v1 = ROTL64(v1, 17);                                                                   \
+        v1 ^= v2;                                                                              \
+        v2 = ROTL64(v2, 32);                                                                   \
+    } while (0)
+
+/* SipHash-1-3 of n 64-bit words (read as little-endian): the keyed PRF
+ * Redis and CPython use for tables keyed by untrusted input. */
+static uint64_t siphash13(const uint64_t k[2], const uint64_t *m, size_t n)
+{
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k[0];
+    uint64_t v1 = 0x646f72616e646f6dULL ^ k[1];
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k[0];
+    uint64_t v3 = 0x7465646279746573ULL ^ k[1];
+    for (size_t i = 0; i <= n; i++) {
+        uint64_t w = i < n ? m[i] : (uint64_t)(8 * n) << 56; /* length block */
+        v3 ^= w;
+        SIPROUND;
+        v0 ^= w;
+    }
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ---- cache ---------------------------------------------------------------- */
+
+static uint64_t load_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t high_bits(unsigned bits)
+{
+    return bits == 0 ? 0 : bits >= 64 ? ~0ULL : ~0ULL << (64 - bits);
+}
+
+/* IPv4 sits in the top half of w0, so one mask rule serves both families. */
+static void make_key(const tw_geo_addr_t *a, unsigned bits, cache_key_t *k)
+{
+    k->meta = (uint32_t)a->family | (uint32_t)bits << 8;
+    if (a->family == 4) {
+        uint64_t v = (uint64_t)a->bytes[0] << 56 | (uint64_t)a->bytes[1] << 48 |
+                     (uint64_t)a->bytes[2] << 40 | (uint64_t)a->bytes[3] << 32;
+        k->w0 = v & high_bits(bits);
+        k->w1 = 0;
+    } else {
+        k->w0 = load_be64(a->bytes) & high_bits(bits);
+        k->w1 = bits > 64 ? load_be64(a->bytes + 8) & high_bits(bits - 64) : 0;
+    }
+}
+
+/* Hashes only the words a key can use: one for IPv4 (address and meta share
+ * it), two up to /64, three for IPv6 hosts. Fewer words, fewer rounds. */
+static uint64_t key_hash(const uint64_t sipkey[2], const cache_key_t *k)
+{
+    uint64_t m[3];
+    size_t n;
+    if ((k->meta & 0xff) == 4) {
+        m[0] = k->w0 | k->meta;
+        n = 1;
+    } else {
+        m[0] = k->w0;
+        m[1] = k->meta;
+        m[2] = k->w1;
+        n = (k->meta >> 8) > 64 ? 3 : 2;
+    }
+    return siphash13(sipkey, m, n);
+}
+
+static bool key_eq(const cache_key_t *x, const cache_key_t *y)
+{
+    return x->w0 == y->w0 && x->w1 == y->w1 && x->meta == y->meta;
+}
+
+static void levels_of(uint8_t family, const uint8_t **lv, size_t *n)
+{
+    if (family == 4) {
+        *lv = levels4;
+        *n = sizeof levels4;
+    } else {
+        *lv = levels6;
+        *n = sizeof levels6;
+    }
+}
+
+static const tw_geo_result_t *cache_get(tw_geo_t *g, const tw_geo_addr_t *a)
+{
+    const uint8_t *lv;
+    size_t nlv;
+    levels_of(a->family, &lv, &nlv);
+    for (size_t i = 0; i < nlv; i++) {
+        cache_key_t k;
+        make_key(a, lv[i], &k);
+        cache_entry_t *set = &g->cache[(key_hash(g->sipkey, &k) & g->set_mask) * WAYS];
+        for (int w = 0; w < WAYS; w++) {
+            if (key_eq(&set[w].key, &k)) {
+                set[w].ref = 1;
+                return &set[w].res;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Stores res for the aligned block around a that `cover` (the longest prefix
+ * of the networks that produced res) allows: the coarsest level >= cover. */
+static void cache_put(tw_geo_t *g, const tw_geo_addr_t *a, unsigned cover,
+                      const tw_geo_result_t *res)
+{
+    const uint8_t *lv;
+    size_t nlv;
+    levels_of(a->family, &lv, &nlv);
+    size_t i = 0;
+    while (i + 1 < nlv && lv[i] < cover)
+        i++;
+    cache_key_t k;
+    make_key(a, lv[i], &k);
+    size_t s = key_hash(g->sipkey, &k) & g->set_mask;
+    cache_entry_t *set = &g->cache[s * WAYS];
+
+    int victim = -1;
+    for (int w = 0; w < WAYS; w++) {
+        if (set[w].key.meta == 0) {
+            victim = w;
+            break;
+        }
+    }
+    if (victim < 0) {
+        /* CLOCK: spare entries used since the hand last passed. New entries
+         * start unreferenced, so a spray of one-off addresses recycles its
+         * own slots instead of pushing out the hot ones. */
+        unsigned h = g->hand[s];
+        while (set[h].ref) {
+            set[h].ref = 0;
+            h = (h + 1) % WAYS;
+        }
+        victim = (int)h;
+        g->hand[s] = (uint8_t)((h + 1) % WAYS);
+        count(&g->n_evictions, 1);
+    }
+    set[victim].key = k;
+    set[victim].ref = 0;
+    set[victim].res = *res;
+    memset(&set[victim].res.addr, 0, sizeof set[victim].res.addr);
+}
+
+/* ---- interning ------------------------------------------------------------ */
+
+static char *arena_alloc(tw_geo_t *g, size_t n)
+{
+    intern_chunk_t *c = g->chunks;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > INTERN_CHUNK ? n : INTERN_CHUNK;
+        c = tw_xmalloc(sizeof *c + cap);
+        c->next = g->chunks;
+        c->used = 0;
+        c->cap = cap;
+        g->chunks = c;
+        count(&g->n_interned, sizeof *c + cap);
+    }
+    char *p = c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+static void intern_grow(tw_geo_t *g)
+{
+    size_t ncap = g->icap ? g->icap * 2 : 256;
+    intern_slot_t *ns = tw_xcalloc(ncap, sizeof *ns);
+    for (size_t i = 0; i < g->icap; i++) {
+        if (!g->islots[i].s)
+            continue;
+        size_t j = g->islots[i].hash & (ncap - 1);
+        while (ns[j].s)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = g->islots[i];
+    }
+    count(&g->n_interned, (ncap - g->icap) * sizeof *ns);
+    free(g->islots);
+    g->islots = ns;
+    g->icap = ncap;
+}
+
+/* Returns the one stored copy of p[0..n), NUL-terminated. The keys are
+ * strings from the database, which attackers cannot add to, so an unseeded
+ * hash is enough here. */
+static const char *intern(tw_geo_t *g, const char *p, size_t n)
+{
+    const char *nul = memchr(p, '\0', n);
+    if (nul)
+        n = (size_t)(nul - p);
+    if (n > TW_GEO_STR_MAX) {
+        n = TW_GEO_STR_MAX;
+        while (n > 0 && ((unsigned char)p[n] & 0xc0) == 0x80)
+            n--; /* do not split a UTF-8 sequence */
+    }
+    if (n == 0)
+        return "";
+    uint32_t h = (uint32_t)tw_hash64(TW_HASH_INIT, p, n);
+    if ((g->icount + 1) * 2 > g->icap)
+        intern_grow(g);
+    size_t j = h & (g->icap - 1);
+    for (; g->islots[j].s; j = (j + 1) & (g->icap - 1)) {
+        const intern_slot_t *sl = &g->islots[j];
+        if (sl->hash == h && sl->len == n && memcmp(sl->s, p, n) == 0)
+            return sl->s;
+    }
+    char *s = arena_alloc(g, n + 1);
+    memcpy(s, p, n);
+    s[n] = '\0';
+    g->islots[j] = (intern_slot_t){.s = s, .len = (uint32_t)n, .hash = h};
+    g->icount++;
+    return s;
+}
+
+/* ---- decoding ------------------------------------------------------------- */
+
+/* 1: the path holds data; 0: absent or not the expected shape; -1: the
+ * database itself is damaged. */
+static int get_value(MMDB_entry_s *e, const char *const *path, MMDB_entry_data_s *d)
+{
+    int rc = MMDB_aget_value(e, d, path);
+    if (rc == MMDB_SUCCESS)
+        return d->has_data ? 1 : 0;
+    if (rc == MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR ||
+        rc == MMDB_INVALID_LOOKUP_PATH_ERROR)
+        return 0;
+    return -1;
+}
+
+static int get_string(MMDB_entry_s *e, const char *const *path, const char **p, size_t *n)
+{
+    MMDB_entry_data_s d;
+    int rc = get_value(e, path, &d);
+    if (rc <= 0 || d.type != MMDB_DATA_TYPE_UTF8_STRING)
+        return rc < 0 ? -1 : 0;
+    *p = d.utf8_string;
+    *n = d.data_size;
+    return 1;
+}
+
+static int get_uint(MMDB_entry_s *e, const char *const *path, uint64_t *v)
+{
+    MMDB_entry_data_s d;
+    int rc = get_value(e, path, &d);
+    if (rc <= 0)
+        return rc;
+    switch (d.type) {
+    case MMDB_DATA_TYPE_UINT16:
+        *v = d.uint16;
+        return 1;
+    case MMDB_DATA_TYPE_UINT32:
+        *v = d.uint32;
+        return 1;
+    case MMDB_DATA_TYPE_UINT64:
+        *v = d.uint64;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int get_double(MMDB_entry_s *e, const char *const *path, double *v)
+{
+    MMDB_entry_data_s d;
+    int rc = get_value(e, path, &d);
+    if (rc <= 0)
+        return rc;
+    if (d.type == MMDB_DATA_TYPE_DOUBLE)
+        *v = d.double_value;
+    else if (d.type == MMDB_DATA_TYPE_FLOAT)
+        *v = d.float_value;
+    else
+        return 0;
+    return isfinite(*v) ? 1 : 0;
+}
+
+/* Every City and ASN record is a map. Checked first, because a missing
+ * field and a record that is not a map at all look alike to aget_value
+ * ("path does not match"), and only the second is a damaged database. */
+static int check_record(MMDB_entry_s *e)
+{
+    MMDB_entry_data_s d;
+    if (MMDB_aget_value(e, &d, path_root) != MMDB_SUCCESS || !d.has_data ||
+        d.type != MMDB_DATA_TYPE_MAP)
+        return -1;
+    return 0;
+}
+
+/* IANA zone names are components of [A-Za-z0-9_+-] joined by '/'. Anything
+ * else (a '.', a leading '/') is refused, since a caller may open the zone
+ * as a file under /usr/share/zoneinfo. */
+static bool tz_name_ok(const char *p, size_t n)
+{
+    char prev = '/'; /* so that a leading '/' counts as an empty component */
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '+' || c == '-' || (c == '/' && prev != '/');
+        if (!ok)
+            return false;
+        prev = c;
+    }
+    return n > 0 && prev != '/';
+}
+
+static int decode_country(MMDB_entry_s *country, tw_geo_result_t *out)
+{
+    const char *s;
+    size_t n;
+    int rc = get_string(country, path_iso_code, &s, &n);
+    if (rc > 0 && n == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z') {
+        out->country[0] = s[0];
+        out->country[1] = s[1];
+        out->country[2] = '\0';
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+static int decode_cityname(tw_geo_t *g, MMDB_entry_s *city, tw_geo_result_t *out)
+{
+    const char *s;
+    size_t n;
+    uint64_t u;
+    int rc = get_string(city, path_name_en, &s, &n);
+    if (rc < 0)
+        return -1;
+    if (rc)
+        out->city = intern(g, s, n);
+    if ((rc = get_uint(city, path_geoname_id, &u)) < 0)
+        return -1;
+    if (rc && u <= UINT32_MAX)
+        out->geoname_id = (uint32_t)u;
+    return 0;
+}
+
+static int decode_location(tw_geo_t *g, MMDB_entry_s *loc, tw_geo_result_t *out)
+{
+    const char *s;
+    size_t n;
+    uint64_t u;
+    double lat, lon;
+    int has_lat = get_double(loc, path_lat, &lat);
+    int has_lon = get_double(loc, path_lon, &lon);
+    int rc;
+    if (has_lat < 0 || has_lon < 0)
+        return -1;
+    if (has_lat && has_lon && fabs(lat) <= 90.0 && fabs(lon) <= 180.0) {
+        out->located = true;
+        out->lat = lat;
+        out->lon = lon;
+        if ((rc = get_uint(loc, path_radius, &u)) < 0)
+            return -1;
+        out->radius_km = rc ? (uint16_t)(u > UINT16_MAX ? UINT16_MAX : u)
+                            : (uint16_t)TW_GEO_RADIUS_UNKNOWN_KM;
+    }
+    if ((rc = get_string(loc, path_tz, &s, &n)) < 0)
+        return -1;
+    if (rc && n <= TW_GEO_STR_MAX && tz_name_ok(s, n))
+        out->time_zone = intern(g, s, n);
+    return 0;
+}
+
+/* Makes *sub an entry for the map at path below e. Same returns as get_value;
+ * a value that is not a map counts as absent. */
+static int get_map(MMDB_entry_s *e, const char *const *path, MMDB_entry_s *sub)
+{
+    MMDB_entry_data_s d;
+    int rc = get_value(e, path, &d);
+    if (rc <= 0 || d.type != MMDB_DATA_TYPE_MAP)
+        return rc < 0 ? -1 : 0;
+    sub->mmdb = e->mmdb;
+    sub->offset = d.offset;
+    return 1;
+}
+
+static int decode_city(tw_geo_t *g, MMDB_entry_s *e, tw_geo_result_t *out)
+{
+    MMDB_entry_s sub;
+    int rc;
+    if (check_record(e) != 0)
+        return -1;
+    if ((rc = get_map(e, path_country, &sub)) < 0 || (rc && decode_country(&sub, out) != 0))
+        return -1;
+    if ((rc = get_map(e, path_city, &sub)) < 0 || (rc && decode_cityname(g, &sub, out) != 0))
+        return -1;
+    if ((rc = get_map(e, path_location, &sub)) < 0 ||
+        (rc && decode_location(g, &sub, out) != 0))
+        return -1;
+    return 0;
+}
+
+static int decode_asn(tw_geo_t *g, MMDB_entry_s *e, tw_geo_result_t *out)
+{
+    const char *s;
+    size_t n;
+    uint64_t u;
+    int rc;
+    if (check_record(e) != 0)
+        return -1;
+    if ((rc = get_uint(e, path_asn, &u)) < 0)
+        return -1;
+    if (rc && u <= UINT32_MAX)
+        out->asn = (uint32_t)u;
+    if ((rc = get_string(e, path_asn_org, &s, &n)) < 0)
+        return -1;
+    if (rc)
+        out->asn_org = intern(g, s, n);
+    return 0;
+}
+
+/* The netmask libmaxminddb reports is a depth in the database's own tree:
+ * an IPv4 address in an IPv6 database sits below ::/96, so its /24 is 120. */
+static unsigned family_prefix(const MMDB_s *db, uint8_t family, unsigned netmask)
+{
+    if (family == 4) {
+        if (db->metadata.ip_version == 6)
+            netmask = netmask > 96 ? netmask - 96 : 0;
+        return netmask > 32 ? 32 : netmask;
+    }
+    return netmask > 128 ? 128 : netmask;
+}
+
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+} sockaddr_any_t;
+
+static void to_sockaddr(const tw_geo_addr_t *a, sockaddr_any_t *u)
+{
+    memset(u, 0, sizeof *u);
+    if (a->family == 4) {
+        u->in4.sin_family = AF_INET;
+        memcpy(&u->in4.sin_addr, a->bytes, 4);
+    } else {
+        u->in6.sin6_family = AF_INET6;
+        memcpy(&u->in6.sin6_addr, a->bytes, 16);
+    }
+}
+
+/* Searches one database. Returns 1 found, 0 not found, -1 damaged (with
+ * the libmaxminddb status in *merr); *prefix is the width of the network or
+ * empty region holding the address. */
+static int search(const MMDB_s *db, const tw_geo_addr_t *a, const sockaddr_any_t *u,
+                  MMDB_lookup_result_s *r, unsigned *prefix, int *merr)
+{
+    *merr = MMDB_SUCCESS;
+    *r = MMDB_lookup_sockaddr(db, &u->sa, merr);
+    if (*merr == MMDB_IPV6_LOOKUP_IN_IPV4_DATABASE_ERROR) {
+        *merr = MMDB_SUCCESS;
+        *prefix = 0; /* an IPv4-only database knows no IPv6 address at all */
+        return 0;
+    }
+    if (*merr != MMDB_SUCCESS)
+        return -1;
+    *prefix = family_prefix(db, a->family, r->netmask);
+    return r->found_entry ? 1 : 0;
+}
+
+/* Fills out from the database(s); *cover is the longest prefix among the
+ * networks consulted, i.e. the block over which out is valid. */
+static void walk(tw_geo_t *g, const tw_geo_addr_t *a, tw_geo_result_t *out, unsigned *cover)
+{
+    sockaddr_any_t u;
+    MMDB_lookup_result_s r;
+    unsigned prefix = 0;
+    int merr;
+    to_sockaddr(a, &u);
+
+    int rc = search(&g->city, a, &u, &r, &prefix, &merr);
+    if (rc < 0) {
+        out->status = TW_GEO_ERROR;
+        return;
+    }
+    out->prefix_len = (uint8_t)prefix;
+    *cover = prefix;
+    out->status = rc ? TW_GEO_FOUND : TW_GEO_NOT_FOUND;
+    if (rc && decode_city(g, &r.entry, out) != 0) {
+        out->status = TW_GEO_ERROR;
+        return;
+    }
+    if (!g->has_asn)
+        return;
+    rc = search(&g->asn, a, &u, &r, &prefix, &merr);
+    if (rc < 0 || (rc && decode_asn(g, &r.entry, out) != 0)) {
+        out->status = TW_GEO_ERROR;
+        return;
+    }
+    if (prefix > *cover)
+        *cover = prefix;
+}
+
+static void reset_result(tw_geo_result_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->city = "";
+    out->time_zone = "";
+    out->asn_org = "";
+}
+
+tw_geo_status_t tw_geo_lookup(tw_geo_t *g, const char *ip, size_t ip_len, tw_geo_result_t *out)
+{
+    tw_geo_addr_t a;
+    reset_result(out);
+    count(&g->n_lookups, 1);
+
+    if (tw_geo_addr_parse(ip, ip_len, &a) != 0) {
+        out->status = TW_GEO_INVALID;
+    } else if (tw_geo_addr_is_private(&a)) {
+        out->status = TW_GEO_PRIVATE;
+        out->addr = a;
+    } else {
+        const tw_geo_result_t *hit = g->cache ? cache_get(g, &a) : NULL;
+        if (hit) {
+            *out = *hit;
+            count(&g->n_hits, 1);
+        } else {
+            unsigned cover = 0;
+            count(&g->n_walks, 1);
+            walk(g, &a, out, &cover);
+            if (g->cache && out->status != TW_GEO_ERROR)
+                cache_put(g, &a, cover, out);
+        }
+        out->addr = a;
+    }
+    count(&g->n_status[out->status], 1);
+    return out->status;
+}
+
+/* ---- open / close --------------------------------------------------------- */
+
+static int open_db(MMDB_s *db, const char *path, const char *what, tw_err_t *err)
+{
+    /* libmaxminddb would report these as an mmap EINVAL or ENODEV. */
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return tw_err_set(err, "%s: cannot open GeoIP %s database: %s", path, what,
+                          strerror(errno));
+    if (S_ISDIR(st.st_mode))
+        return tw_err_set(err, "%s: is a directory, not a GeoIP %s database file", path, what);
+    if (st.st_size == 0)
+        return tw_err_set(err, "%s: GeoIP %s database file is empty", path, what);
+    errno = 0;
+    int rc = MMDB_open(path, MMDB_MODE_MMAP, db);
+    if (rc == MMDB_SUCCESS)
+        return 0;
+    int e = errno;
+    if ((rc == MMDB_FILE_OPEN_ERROR || rc == MMDB_IO_ERROR) && e != 0)
+        return tw_err_set(err, "%s: cannot open GeoIP %s database: %s", path, what,
+                          strerror(e));
+    return tw_err_set(err, "%s: not a usable GeoIP %s database: %s", path, what,
+                      MMDB_strerror(rc));
+}
+
+static bool type_has(const MMDB_s *db, const char *a, const char *b)
+{
+    const char *t = db->metadata.database_type;
+    return t && (strstr(t, a) || strstr(t, b));
+}
+
+/* MMDB_open checks the metadata and sizes only. Walking and fully decoding
+ * a few records at startup turns a damaged tree or data section near the
+ * top into a startup error naming the file, not a stream of lookup errors. */
+static int probe_db(const MMDB_s *db, const char *path, const char *what, tw_err_t *err)
+{
+    static const char *const probes[] = {"1.1.1.1", "81.2.69.142", "203.0.113.1",
+                                         "2001:4860:4860::8888", "2001:db8::1"};
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+        tw_geo_addr_t a;
+        sockaddr_any_t u;
+        MMDB_lookup_result_s r;
+        unsigned prefix;
+        int merr;
+        if (tw_geo_addr_parse(probes[i], strlen(probes[i]), &a) != 0)
+            continue;
+        if (a.family == 6 && db->metadata.ip_version != 6)
+            continue;
+        to_sockaddr(&a, &u);
+        int rc = search(db, &a, &u, &r, &prefix, &merr);
+        MMDB_entry_data_list_s *list = NULL;
+        if (rc > 0)
+            merr = MMDB_get_entry_data_list(&r.entry, &list);
+        MMDB_free_entry_data_list(list);
+        if (merr != MMDB_SUCCESS)
+            return tw_err_set(err, "%s: corrupt GeoIP %s database: looking up %s: %s", path,
+                              what, probes[i], MMDB_strerror(merr));
+    }
+    return 0;
+}
+
+static int get_seed(uint64_t key[2], tw_err_t *err)
+{
+    uint8_t *p = (uint8_t *)key;
+    size_t got = 0;
+    while (got < 2 * sizeof key[0]) {
+        ssize_t r = getrandom(p + got, 2 * sizeof key[0] - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return tw_err_set(err, "geoip: cannot seed the cache hash: getrandom: %s",
+                              strerror(errno));
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int tw_geo_open(tw_geo_t **out, const char *city_db, const char *asn_db, size_t cache_entries,
+                tw_err_t *err)
+{
+    *out = NULL;
+    if (!city_db || !city_db[0])
+        return tw_err_set(err, "geoip: no City database path given");
+    if (cache_entries > TW_GEO_CACHE_MAX)
+        return tw_err_set(err, "geoip: cache of %zu entries is above the maximum of %u",
+                          cache_entries, TW_GEO_CACHE_MAX);
+
+    tw_geo_t *g = tw_xcalloc(1, sizeof *g);
+    if (open_db(&g->city, city_db, "City", err) != 0) {
+        free(g);
+        return -1;
+    }
+    if (!type_has(&g->city, "City", "Enterprise")) {
+        tw_err_set(err,
+                   "%s: database type \"%s\" is not a City database (expected e.g. "
+                   "GeoLite2-City or GeoIP2-City)",
+                   city_db, g->city.metadata.database_type);
+        goto fail;
+    }
+    if (probe_db(&g->city, city_db, "City", err) != 0)
+        goto fail;
+    if (asn_db) {
+        if (open_db(&g->asn, asn_db, "ASN", err) != 0)
+            goto fail;
+        g->has_asn = true;
+        if (!type_has(&g->asn, "ASN", "ISP")) {
+            tw_err_set(err,
+                       "%s: database type \"%s\" is not an ASN database (expected e.g. "
+                       "GeoLite2-ASN)",
+                       asn_db, g->asn.metadata.database_type);
+            goto fail;
+        }
+        if (probe_db(&g->asn, asn_db, "ASN", err) != 0)
+            goto fail;
+    }
+    if (get_seed(g->sipkey, err) != 0)
+        goto fail;
+
+    if (cache_entries > 0) {
+        size_t slots = WAYS;
+        while (slots < cache_entries)
+            slots *= 2;
+        g->cache = tw_xcalloc(slots, sizeof *g->cache);
+        g->hand = tw_xcalloc(slots / WAYS, 1);
+        g->set_mask = slots / WAYS - 1;
+    }
+    *out = g;
+    return 0;
+fail:
+    tw_geo_close(g);
+    return -1;
+}
+
+void tw_geo_close(tw_geo_t *g)
+{
+    if (!g)
+        return;
+    MMDB_close(&g->city);
+    if (g->has_asn)
+        MMDB_close(&g->asn);
+    free(g->cache);
+    free(g->hand);
+    free(g->islots);
+    while (g->chunks) {
+        intern_chunk_t *next = g->chunks->next;
+        free(g->chunks);
+        g->chunks = next;
+    }
+    free(g);
+}
+
+void tw_geo_stats(const tw_geo_t *g, tw_geo_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->lookups = atomic_load_explicit(&g->n_lookups, memory_order_relaxed);
+    for (int i = 0; i < TW_GEO_STATUS_COUNT; i++)
+        out->by_status[i] = atomic_load_explicit(&g->n_status[i], memory_order_relaxed);
+    out->cache_hits = atomic_load_explicit(&g->n_hits, memory_order_relaxed);
+    out->tree_walks = atomic_load_explicit(&g->n_walks, memory_order_relaxed);
+    out->cache_evictions = atomic_load_explicit(&g->n_evictions, memory_order_relaxed);
+    out->interned_bytes = atomic_load_explicit(&g->n_interned, memory_order_relaxed);
+}
+
+void tw_geo_info(const tw_geo_t *g, tw_geo_info_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->city_type = g->city.metadata.database_type;
+    out->city_build_epoch = g->city.metadata.build_epoch;
+    if (g->has_asn) {
+        out->asn_type = g->asn.metadata.database_type;
+        out->asn_build_epoch = g->asn.metadata.build_epoch;
+    }
+    out->cache_slots = g->cache ? (g->set_mask + 1) * WAYS : 0;
+}
