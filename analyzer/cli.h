@@ -6,6 +6,8 @@
 #ifndef TW_CLI_H
 #define TW_CLI_H
 
+#include <stdbool.h>
+
 enum { TW_EXIT_OK = 0, TW_EXIT_FAILURE = 1, TW_EXIT_USAGE = 2 };
 
 typedef struct tw_cli {
@@ -15,6 +17,7 @@ typedef struct tw_cli {
     const char *sample;      /* --sample LOG (check) */
     int log_level;           /* --log-level, or -1 for the config's */
     int log_format;          /* tw_log_format_t */
+    bool no_detect;          /* --no-detect (replay): parse and count only */
     char **args;             /* positional arguments after the command */
     int nargs;
 } tw_cli_t;

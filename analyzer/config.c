@@ -5,6 +5,7 @@
 #include "config.h"
 #include "jsonv.h"
 #include "log.h"
+#include "tokens.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int tw_parse_listen(const char *s, char **addr, uint16_t *port, tw_err_t *err)
 {
@@ -67,7 +69,9 @@ static bool valid_input_name(const char *s)
 
 static const char *const top_keys[] = {"state_dir", "formats_dir", "log_level",
                                        "state_interval_ms", "http", "follow", "inputs",
+                                       "geoip", "rules_file", "events_file", "max_tokens",
                                        NULL};
+static const char *const geoip_keys[] = {"city_db", "asn_db", "cache_entries", NULL};
 static const char *const http_keys[] = {"listen", "max_connections", "timeout_s", NULL};
 static const char *const follow_keys[] = {"max_line_bytes", "read_block_bytes",
                                           "rotate_wait_ms", "poll_interval_ms", "inotify",
@@ -198,6 +202,69 @@ static int load_inputs(const tw_jv_t *jv, const cJSON *root, const char *dir,
     return 0;
 }
 
+/* A database path must name a readable file now: a typo is a start-up
+ * error naming the path, not a silent loss of every geo rule. */
+static int check_readable(const tw_jv_t *jv, const char *path, const char *resolved)
+{
+    struct stat st;
+    if (stat(resolved, &st) != 0)
+        return tw_jv_fail(jv, path, "expected a MaxMind DB file, \"%s\": %s", resolved,
+                          strerror(errno));
+    if (!S_ISREG(st.st_mode) || access(resolved, R_OK) != 0)
+        return tw_jv_fail(jv, path, "expected a readable MaxMind DB file, \"%s\" is not one",
+                          resolved);
+    return 0;
+}
+
+static int load_detection(const tw_jv_t *jv, const cJSON *root, const char *dir,
+                          tw_config_t *c)
+{
+    const cJSON *geo;
+    if (tw_jv_get_object(jv, root, "", "geoip", geoip_keys, &geo) != 0)
+        return -1;
+    if (geo) {
+        const char *city, *asn;
+        long long cache;
+        if (tw_jv_string(jv, geo, "geoip", "city_db", true, NULL, &city) ||
+            tw_jv_string(jv, geo, "geoip", "asn_db", false, NULL, &asn) ||
+            tw_jv_int(jv, geo, "geoip", "cache_entries", 0, TW_GEO_CACHE_MAX,
+                      TW_GEO_CACHE_DEFAULT, &cache))
+            return -1;
+        c->has_geoip = true;
+        c->geo_city_db = tw_path_join(dir, city);
+        if (check_readable(jv, "geoip.city_db", c->geo_city_db) != 0)
+            return -1;
+        if (asn) {
+            c->geo_asn_db = tw_path_join(dir, asn);
+            if (check_readable(jv, "geoip.asn_db", c->geo_asn_db) != 0)
+                return -1;
+        }
+        c->geo_cache_entries = (size_t)cache;
+    }
+    const char *rules, *events;
+    long long max_tokens;
+    if (tw_jv_string(jv, root, "", "rules_file", false, NULL, &rules) ||
+        tw_jv_string(jv, root, "", "events_file", false, NULL, &events) ||
+        tw_jv_int(jv, root, "", "max_tokens", 1000, TW_TOKENS_MAX, 1000000, &max_tokens))
+        return -1;
+    c->max_tokens = (size_t)max_tokens;
+    c->events_file = events ? tw_path_join(dir, events)
+                            : tw_path_join(c->state_dir, "events.jsonl");
+    if (rules) {
+        c->rules_file = tw_path_join(dir, rules);
+    } else {
+        c->rules_file = tw_xstrdup(TW_DEFAULT_RULES_FILE);
+        if (access(c->rules_file, F_OK) != 0) {
+            /* Not installed (a build tree): run without detection and say so
+             * (replay and run warn), rather than refuse every config. */
+            c->rules_missing = true;
+            return 0;
+        }
+    }
+    /* The rules file reports errors with its own name and JSON paths. */
+    return tw_rules_load(&c->rules, c->rules_file, jv->err);
+}
+
 static int load_tree(const tw_jv_t *jv, const cJSON *root, const char *dir, tw_config_t *c)
 {
     if (tw_jv_object(jv, root, "", top_keys) != 0)
@@ -229,7 +296,9 @@ static int load_tree(const tw_jv_t *jv, const cJSON *root, const char *dir, tw_c
     /* Formats are validated with their own file names in the messages. */
     if (tw_formats_load_dir(&c->formats, c->formats_dir, jv->err) != 0)
         return -1;
-    return load_inputs(jv, root, dir, c);
+    if (load_inputs(jv, root, dir, c) != 0)
+        return -1;
+    return load_detection(jv, root, dir, c);
 }
 
 int tw_config_load(tw_config_t **out, const char *path, tw_err_t *err)
@@ -269,6 +338,11 @@ void tw_config_free(tw_config_t *c)
     }
     free(c->inputs);
     tw_formats_free(c->formats);
+    tw_rules_free(c->rules);
+    free(c->geo_city_db);
+    free(c->geo_asn_db);
+    free(c->rules_file);
+    free(c->events_file);
     free(c->file);
     free(c->state_dir);
     free(c->formats_dir);

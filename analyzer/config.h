@@ -14,6 +14,7 @@
 #define TW_CONFIG_H
 
 #include "common.h"
+#include "detect.h"
 #include "format.h"
 #include "tail.h"
 
@@ -46,6 +47,18 @@ typedef struct tw_config {
     size_t ninputs;
     tw_input_conf_t *inputs;
     tw_formats_t *formats;       /* owned */
+
+    /* Detection (docs/detection-design.md). */
+    bool has_geoip;              /* a "geoip" section: geo rules enabled */
+    char *geo_city_db;           /* resolved against the config's directory */
+    char *geo_asn_db;            /* NULL without an ASN database */
+    size_t geo_cache_entries;
+    char *rules_file;            /* resolved; the default when not given */
+    tw_rules_t *rules;           /* owned; NULL when the default rules file is
+                                    absent (detection off, see rules_missing) */
+    bool rules_missing;          /* rules_file not given and the default absent */
+    char *events_file;           /* default STATE_DIR/events.jsonl */
+    size_t max_tokens;
 } tw_config_t;
 
 /* Loads and validates path. Returns 0 and *out, or -1 with err filled. */

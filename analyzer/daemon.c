@@ -9,15 +9,24 @@
  *
  * Snapshots are taken between read rounds, when every input's counters
  * correspond exactly to the committed file offsets.
+ *
+ * Detection: one detector (detect.h) judges every input's checks; its
+ * anomaly events are appended to events_file and flushed once per read
+ * round. Baselines live in memory only (persistence is a later issue); a
+ * reload switches rules and keeps every baseline.
  */
 #include "cli.h"
 #include "config.h"
+#include "detect.h"
+#include "events.h"
+#include "geo.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "pipeline.h"
 #include "state.h"
 #include "tail.h"
+#include "tokenid.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -71,6 +80,11 @@ typedef struct tw_daemon {
     tw_log_limit_t save_limit;
     tw_state_input_t *retired;  /* counters of inputs dropped by a reload */
     size_t nretired;
+    tw_tokenid_t *key;          /* detection: NULL when the config has no rules */
+    tw_geo_t *geo;
+    tw_detect_t *det;
+    tw_events_file_t *events;
+    tw_log_limit_t events_limit;
     int cli_log_level;          /* -1: the config's */
     int log_format;
 } tw_daemon_t;
@@ -78,6 +92,7 @@ typedef struct tw_daemon {
 static int add_input(tw_daemon_t *d, const tw_input_conf_t *ic, const tw_state_input_t *saved)
 {
     tw_input_t *in = tw_input_new(ic->name, ic->format, d->metrics);
+    tw_input_set_detector(in, d->det);
     const tw_tail_pos_t *pos = NULL;
     size_t npos = 0;
     if (saved && strcmp(saved->path, ic->path) == 0) {
@@ -160,8 +175,68 @@ static int save_state(tw_daemon_t *d)
     return 0;
 }
 
+static void on_anomaly(void *ctx, const char *line, size_t len)
+{
+    tw_daemon_t *d = ctx;
+    tw_events_file_append(d->events, line, len);
+}
+
+static void flush_events(tw_daemon_t *d)
+{
+    if (!d->events)
+        return;
+    tw_err_t err;
+    if (tw_events_file_flush(d->events, &err) != 0)
+        tw_log_limited(&d->events_limit, TW_LOG_ERROR, "events file: %s", err.msg);
+}
+
+static bool rules_use_geo(const tw_rules_t *r)
+{
+    for (size_t i = 0; r && i < r->nrules; i++)
+        if (r->rules[i].kind == TW_KIND_GEO_VELOCITY || r->rules[i].kind == TW_KIND_GEO_NEW)
+            return true;
+    return false;
+}
+
+/* Builds the detector when the config has rules. */
+static int start_detection(tw_daemon_t *d, tw_err_t *err)
+{
+    const tw_config_t *c = d->cfg;
+    if (!c->rules) {
+        if (c->rules_missing)
+            tw_warn("rules file %s not found: detection is off (set \"rules_file\")",
+                    c->rules_file);
+        return 0;
+    }
+    if (tw_tokenid_open(&d->key, d->state_dir, err) != 0)
+        return -1;
+    if (c->has_geoip) {
+        if (tw_geo_open(&d->geo, c->geo_city_db, c->geo_asn_db, c->geo_cache_entries, err) != 0)
+            return -1;
+    } else if (rules_use_geo(c->rules)) {
+        tw_warn("%s has no \"geoip\" section: the geo rules are disabled", c->file);
+    }
+    if (tw_events_file_open(&d->events, c->events_file, err) != 0)
+        return -1;
+    tw_detect_opts_t o = {
+        .rules = c->rules,
+        .geo = d->geo,
+        .key = d->key,
+        .max_tokens = c->max_tokens,
+        .metrics = d->metrics,
+        .sink = on_anomaly,
+        .sink_ctx = d,
+    };
+    d->det = tw_detect_new(&o);
+    tw_info("detection on: %zu rules from %s, events to %s%s", c->rules->nrules,
+            c->rules_file, c->events_file, d->geo ? "" : ", no GeoIP");
+    return 0;
+}
+
 static void publish_all(tw_daemon_t *d)
 {
+    if (d->det)
+        tw_detect_publish(d->det);
     for (size_t i = 0; i < d->ninputs; i++) {
         tw_input_t *in = d->inputs[i].input;
         tw_input_publish(in, tw_tail_lag_bytes(d->tail, tw_input_name(in)));
@@ -182,6 +257,16 @@ static void warn_restart_only(const tw_config_t *o, const tw_config_t *n)
         tw_warn("reload: http settings changed; they take effect after a restart");
     if (strcmp(o->state_dir, n->state_dir) != 0)
         tw_warn("reload: state_dir changed; it takes effect after a restart");
+    if (o->has_geoip != n->has_geoip ||
+        (o->has_geoip && (strcmp(o->geo_city_db, n->geo_city_db) != 0 ||
+                          (o->geo_asn_db == NULL) != (n->geo_asn_db == NULL) ||
+                          (o->geo_asn_db && strcmp(o->geo_asn_db, n->geo_asn_db) != 0))))
+        tw_warn("reload: geoip settings changed; they take effect after a restart");
+    if (strcmp(o->events_file, n->events_file) != 0 || o->max_tokens != n->max_tokens)
+        tw_warn("reload: events_file or max_tokens changed; they take effect after a restart");
+    if ((o->rules == NULL) != (n->rules == NULL))
+        tw_warn("reload: detection %s; that takes effect after a restart",
+                n->rules ? "enabled" : "disabled");
     if (o->follow.max_line != n->follow.max_line || o->follow.block != n->follow.block ||
         o->follow.rotate_wait_ms != n->follow.rotate_wait_ms ||
         o->follow.use_inotify != n->follow.use_inotify)
@@ -221,7 +306,11 @@ static void reload(tw_daemon_t *d)
         if (!found && add_input(d, ic, find_retired(d, ic->name)) == 0)
             tw_info("reload: input %s added (%s)", ic->name, ic->path);
     }
-    tw_config_free(d->cfg);   /* its formats are no longer referenced */
+    /* New rules, same baselines. (Turning detection on or off needs a
+     * restart: the detector and its key are built at start.) */
+    if (d->det && nc->rules)
+        tw_detect_set_rules(d->det, nc->rules);
+    tw_config_free(d->cfg);   /* its formats and rules are no longer referenced */
     d->cfg = nc;
     tw_log_setup((tw_log_level_t)(d->cli_log_level >= 0 ? d->cli_log_level : nc->log_level),
                  (tw_log_format_t)d->log_format);
@@ -257,6 +346,10 @@ static int start(tw_daemon_t *d, tw_err_t *err)
         return -1;
     d->metrics = tw_metrics_new();
     register_daemon_metrics(d);
+    if (start_detection(d, err) != 0) {
+        tw_state_free(saved);
+        return -1;
+    }
     d->tail = tw_tail_new(&c->follow, err);
     if (!d->tail) {
         tw_state_free(saved);
@@ -302,6 +395,10 @@ static void stop(tw_daemon_t *d)
     }
     free(d->retired);
     tw_tail_free(d->tail);
+    tw_events_file_free(d->events);   /* flushes */
+    tw_detect_free(d->det);
+    tw_geo_close(d->geo);
+    tw_tokenid_free(d->key);
     tw_metrics_free(d->metrics);
     tw_config_free(d->cfg);
     free(d->state_dir);
@@ -318,6 +415,7 @@ static void loop(tw_daemon_t *d)
         set_ref_time(d, tw_now_ns());
         uint64_t got = tw_tail_poll(d->tail);
         publish_all(d);
+        flush_events(d);
         int64_t now = tw_mono_ns();
         if (now >= next_save) {
             save_state(d);

@@ -12,7 +12,7 @@
 
 static const char usage[] =
     "usage: tokenwatch [run] [-c CONFIG] [--log-level LEVEL] [--log-format plain|json]\n"
-    "       tokenwatch replay [-c CONFIG] [--format NAME] LOG...\n"
+    "       tokenwatch replay [-c CONFIG] [--format NAME] [--no-detect] LOG...\n"
     "       tokenwatch check [-c CONFIG] [--sample LOG [--input NAME | --format NAME]]\n"
     "       tokenwatch --version | --help\n"
     "\n"
@@ -26,6 +26,7 @@ static const char usage[] =
     "  -c, --config FILE     config file (default " TW_DEFAULT_CONFIG ")\n"
     "  --format NAME         log format for replay or --sample\n"
     "  --input NAME          take the --sample format from this input\n"
+    "  --no-detect           replay: parse and count only, no detection\n"
     "  --sample LOG          log file to test the format against (check)\n"
     "  --log-level LEVEL     debug, info, warn or error (default: the config's)\n"
     "  --log-format FORMAT   plain (default) or json\n"
@@ -48,7 +49,7 @@ struct tw_config *tw_cli_load_config(const tw_cli_t *cli)
     return c;
 }
 
-enum { OPT_FORMAT = 256, OPT_INPUT, OPT_SAMPLE, OPT_LOG_LEVEL, OPT_LOG_FORMAT };
+enum { OPT_FORMAT = 256, OPT_INPUT, OPT_SAMPLE, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_NO_DETECT };
 
 int main(int argc, char **argv)
 {
@@ -78,6 +79,7 @@ int main(int argc, char **argv)
         {"sample", required_argument, NULL, OPT_SAMPLE},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+        {"no-detect", no_argument, NULL, OPT_NO_DETECT},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -116,6 +118,9 @@ int main(int argc, char **argv)
                 return TW_EXIT_USAGE;
             }
             break;
+        case OPT_NO_DETECT:
+            cli.no_detect = true;
+            break;
         case 'h':
             fputs(usage, stdout);
             return TW_EXIT_OK;
@@ -132,6 +137,10 @@ int main(int argc, char **argv)
     if ((cli.input || cli.sample) && cmd != tw_cmd_check) {
         fprintf(stderr, "tokenwatch: --sample and --input belong to check, not %s\n",
                 cmd_name);
+        return TW_EXIT_USAGE;
+    }
+    if (cli.no_detect && cmd != tw_cmd_replay) {
+        fprintf(stderr, "tokenwatch: --no-detect belongs to replay, not %s\n", cmd_name);
         return TW_EXIT_USAGE;
     }
     if (cli.input && cli.format) {

@@ -14,6 +14,7 @@ struct tw_input {
     int64_t ref_ns;
     tw_input_stats_t stats;
     tw_event_t ev;
+    tw_detect_t *det;         /* borrowed, may be NULL */
 
     /* Metric cells, NULL when there is no registry. */
     tw_cell_t *c_check, *c_rejected, *c_lines, *c_lag;
@@ -109,6 +110,8 @@ void tw_input_set_format(tw_input_t *in, const tw_format_t *fmt)
     in->format = fmt;
 }
 
+void tw_input_set_detector(tw_input_t *in, tw_detect_t *det) { in->det = det; }
+
 void tw_input_set_ref_time(tw_input_t *in, int64_t ref_ns) { in->ref_ns = ref_ns; }
 
 tw_input_stats_t *tw_input_stats(tw_input_t *in) { return &in->stats; }
@@ -132,6 +135,8 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
     case TW_PARSE_OK:
         in->stats.checks++;
         in->stats.rejected += in->ev.rejected;
+        if (in->det)
+            tw_detect_event(in->det, in->name, &in->ev);
         break;
     case TW_PARSE_IGNORED:
         in->stats.skipped[TW_SKIPR_FILTERED]++;

@@ -1,5 +1,5 @@
 /*
- * pipeline.h — one input's line handler: parse → count (→ detect, later).
+ * pipeline.h — one input's line handler: parse → count → detect.
  *
  * A tw_input_t owns the parser for its format and the exact counters its
  * lines produced. Counters are plain integers owned by the analysis thread
@@ -13,6 +13,7 @@
 #ifndef TW_PIPELINE_H
 #define TW_PIPELINE_H
 
+#include "detect.h"
 #include "format.h"
 #include "metrics.h"
 #include "tail.h"
@@ -52,6 +53,10 @@ void tw_input_set_ref_time(tw_input_t *in, int64_t ref_ns);
 
 /* True for an empty or spaces/tabs-only line (skipped as "blank"). */
 bool tw_line_is_blank(const char *line, size_t len);
+
+/* Attaches a detector (borrowed; NULL detaches): every parsed check is
+ * passed to tw_detect_event() after it is counted. */
+void tw_input_set_detector(tw_input_t *in, tw_detect_t *det);
 
 /* The hot path: one complete line. */
 void tw_input_line(tw_input_t *in, const char *line, size_t len);

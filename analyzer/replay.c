@@ -1,14 +1,17 @@
 /*
  * replay.c — `tokenwatch replay`: reads whole log files from the start, in
- * big blocks, through the same line handler as the daemon, and prints a
- * summary (and, once detection exists, anomalies on stdout). Event times
- * come from the lines themselves, so replay is deterministic.
+ * big blocks, through the same line handler as the daemon, prints anomaly
+ * events as JSON lines on stdout and a summary on stderr. Event times come
+ * from the lines themselves and the token-id key from state_dir, so the
+ * same input gives byte-identical stdout on every run.
  */
 #include "cli.h"
 #include "config.h"
 #include "linebuf.h"
 #include "log.h"
 #include "pipeline.h"
+#include "state.h"
+#include "tokenid.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,6 +102,70 @@ static long long replay_file(const char *file, tw_input_t *in, const tw_config_t
     return total;
 }
 
+static void to_stdout(void *ctx, const char *line, size_t len)
+{
+    (void)ctx;
+    fwrite(line, 1, len, stdout);
+}
+
+/* Detection for replay: the key from state_dir, GeoIP when configured. */
+typedef struct replay_det {
+    tw_tokenid_t *key;
+    tw_geo_t *geo;
+    tw_detect_t *det;
+} replay_det_t;
+
+static bool rules_use_geo(const tw_rules_t *r)
+{
+    for (size_t i = 0; i < r->nrules; i++)
+        if (r->rules[i].kind == TW_KIND_GEO_VELOCITY || r->rules[i].kind == TW_KIND_GEO_NEW)
+            return true;
+    return false;
+}
+
+static int replay_det_open(replay_det_t *rd, const tw_config_t *c, bool no_detect)
+{
+    memset(rd, 0, sizeof *rd);
+    if (no_detect)
+        return 0;   /* parse and count only (--no-detect) */
+    if (!c->rules) {
+        if (c->rules_missing)
+            tw_warn("rules file %s not found: detection is off (set \"rules_file\")",
+                    c->rules_file);
+        return 0;
+    }
+    tw_err_t err;
+    if (tw_state_prepare_dir(c->state_dir, &err) != 0 ||
+        tw_tokenid_open(&rd->key, c->state_dir, &err) != 0) {
+        fprintf(stderr, "tokenwatch: %s\n", err.msg);
+        return -1;
+    }
+    if (c->has_geoip) {
+        if (tw_geo_open(&rd->geo, c->geo_city_db, c->geo_asn_db, c->geo_cache_entries, &err) != 0) {
+            fprintf(stderr, "tokenwatch: %s\n", err.msg);
+            return -1;
+        }
+    } else if (rules_use_geo(c->rules)) {
+        tw_warn("%s has no \"geoip\" section: the geo rules are disabled", c->file);
+    }
+    tw_detect_opts_t o = {
+        .rules = c->rules,
+        .geo = rd->geo,
+        .key = rd->key,
+        .max_tokens = c->max_tokens,
+        .sink = to_stdout,
+    };
+    rd->det = tw_detect_new(&o);
+    return 0;
+}
+
+static void replay_det_close(replay_det_t *rd)
+{
+    tw_detect_free(rd->det);
+    tw_geo_close(rd->geo);
+    tw_tokenid_free(rd->key);
+}
+
 int tw_cmd_replay(const tw_cli_t *cli)
 {
     if (cli->nargs == 0) {
@@ -108,6 +175,12 @@ int tw_cmd_replay(const tw_cli_t *cli)
     tw_config_t *c = tw_cli_load_config(cli);
     if (!c)
         return TW_EXIT_USAGE;
+    replay_det_t rd;
+    if (replay_det_open(&rd, c, cli->no_detect) != 0) {
+        replay_det_close(&rd);
+        tw_config_free(c);
+        return TW_EXIT_FAILURE;
+    }
     tw_input_stats_t sum = {0};
     long long bytes = 0;
     int rc = TW_EXIT_OK;
@@ -120,6 +193,7 @@ int tw_cmd_replay(const tw_cli_t *cli)
             break;
         }
         tw_input_t *in = tw_input_new(name ? name : "replay", f, NULL);
+        tw_input_set_detector(in, rd.det);
         long long n = replay_file(cli->args[i], in, c);
         if (n < 0) {
             rc = TW_EXIT_FAILURE;
@@ -154,6 +228,18 @@ int tw_cmd_replay(const tw_cli_t *cli)
             (unsigned long long)sum.skipped[TW_SKIPR_FILTERED], (unsigned long long)perr,
             (unsigned long long)skipped, secs, (double)sum.lines / secs,
             (double)bytes / secs / 1e6);
+    if (rd.det) {
+        tw_detect_stats_t ds;
+        tw_detect_stats(rd.det, &ds);
+        fprintf(stderr,
+                "detect: events=%llu anomalies=%llu tokens=%llu flagged=%llu evicted=%llu "
+                "principals=%llu memory_mb=%.1f\n",
+                (unsigned long long)ds.events, (unsigned long long)ds.anomalies,
+                (unsigned long long)ds.tokens_tracked, (unsigned long long)ds.tokens_flagged,
+                (unsigned long long)ds.tokens_evicted,
+                (unsigned long long)ds.principals_tracked, (double)ds.memory_bytes / 1048576.0);
+    }
+    replay_det_close(&rd);
     tw_config_free(c);
     return rc;
 }

@@ -11,6 +11,7 @@
 #   BENCH_DATA    where the generated logs are cached
 #                 (default ${TMPDIR:-/tmp}/tokenwatch-bench-data-$BENCH_LINES)
 #   BENCH_BUILD   build directory (default <repo>/build-bench)
+#   BENCH_MODES   "count detect" (default), or one of them
 #   BENCH_NO_GNU_TIME=1  measure peak RSS without /usr/bin/time (sampled VmHWM)
 set -euo pipefail
 
@@ -21,6 +22,9 @@ DATA=${BENCH_DATA:-${TMPDIR:-/tmp}/tokenwatch-bench-data-$LINES}
 BUILD=${BENCH_BUILD:-$ROOT/build-bench}
 CONFIG=$ROOT/bench/bench.json
 FORMATS="generic-text generic-json"
+# count: parse and count only (replay --no-detect); detect: with detection and
+# the test GeoIP database, as configured in bench/bench.json.
+MODES=${BENCH_MODES:-"count detect"}
 
 echo "building Release into $BUILD ..." >&2
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
@@ -45,10 +49,12 @@ RESULTS=$WORK/results.tsv
 
 # Runs one replay; prints "summary-line<TAB>maxrss_kb".
 run_once() {
-    local fmt=$1 log=$2 rss
+    local fmt=$1 log=$2 mode=$3 rss
+    local extra=()
+    [ "$mode" = count ] && extra=(--no-detect)
     if [ -x /usr/bin/time ] && [ -z "${BENCH_NO_GNU_TIME:-}" ]; then
         if ! /usr/bin/time -v -o "$WORK/time.txt" \
-            "$BIN" replay -c "$CONFIG" --format "$fmt" "$log" >/dev/null 2>"$WORK/stderr"; then
+            "$BIN" replay -c "$CONFIG" --format "$fmt" "${extra[@]}" "$log" >/dev/null 2>"$WORK/stderr"; then
             echo "bench: replay of $log failed:" >&2
             cat "$WORK/stderr" "$WORK/time.txt" >&2
             exit 1
@@ -58,7 +64,7 @@ run_once() {
         # No GNU time. ru_maxrss of a child of python would include the
         # forked python image, so sample the child's own VmHWM (peak RSS of
         # its address space after exec) every 5 ms instead.
-        if ! python3 - "$WORK/rss" "$BIN" replay -c "$CONFIG" --format "$fmt" "$log" \
+        if ! python3 - "$WORK/rss" "$BIN" replay -c "$CONFIG" --format "$fmt" "${extra[@]}" "$log" \
             >/dev/null 2>"$WORK/stderr" <<'PY'
 import subprocess, sys, time
 p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -93,13 +99,17 @@ PY
     printf '%s\t%s\n' "$summary" "$rss"
 }
 
-for f in $FORMATS; do
-    log=$DATA/bench-$f.log
-    bytes=$(stat -c %s "$log")
-    for i in $(seq 1 "$RUNS"); do
-        echo "replay $f run $i/$RUNS ..." >&2
-        run_once "$f" "$log" >"$WORK/one"
-        printf '%s\t%s\t%s\n' "$f" "$bytes" "$(cat "$WORK/one")" >>"$RESULTS"
+# Runs alternate between modes and formats so that load from elsewhere on
+# the machine spreads over all of them.
+for i in $(seq 1 "$RUNS"); do
+    for mode in $MODES; do
+        for f in $FORMATS; do
+            log=$DATA/bench-$f.log
+            bytes=$(stat -c %s "$log")
+            echo "replay $f ($mode) run $i/$RUNS ..." >&2
+            run_once "$f" "$log" "$mode" >"$WORK/one"
+            printf '%s\t%s\t%s\n' "$f ($mode)" "$bytes" "$(cat "$WORK/one")" >>"$RESULTS"
+        done
     done
 done
 
@@ -112,7 +122,7 @@ for line in open(sys.argv[1]):
     rows.setdefault(fmt, []).append((int(size), kv, int(rss)))
 want = int(sys.argv[2])
 print()
-print("| format | lines | file MB | lines/s (median) | MB/s (median) | seconds (median) | peak RSS MiB |")
+print("| format (mode) | lines | file MB | lines/s (median) | MB/s (median) | seconds (median) | peak RSS MiB |")
 print("|---|---:|---:|---:|---:|---:|---:|")
 bad = False
 for fmt, runs in rows.items():

@@ -1,0 +1,1197 @@
+/*
+ * detect.c — see detect.h. Two halves: the rules file (parse + validate)
+ * and the detector (state updates + rule evaluation per event).
+ *
+ * Order of work for one event (tw_detect_event):
+ *   1. token id (SipHash), GeoIP lookup (cached), allowlist checks;
+ *   2. token entry (created cold when its first check is rejected), and the
+ *      principal entry when the token has one;
+ *   3. counts that every check feeds: rate window, token failure window,
+ *      the source IP's failure window;
+ *   4. rules, in file order, each judged against the state *before* this
+ *      event's location/country/hour is learned; per-token cooldowns;
+ *   5. learning: location, countries, ASNs, hour-of-week profile — from
+ *      accepted checks only, and location/countries not from allowlisted
+ *      networks (a VPN egress is not where the person is).
+ */
+#include "detect.h"
+#include "events.h"
+#include "jsonv.h"
+#include "timeparse.h"
+#include "tokens.h"
+#include "tz.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NS_PER_S 1000000000LL
+
+/* ======================================================================
+ * Names
+ * ====================================================================== */
+
+static const char *const kind_names[TW_KIND__COUNT] = {"rate", "failures", "geo_velocity",
+                                                       "geo_new", "off_hours"};
+static const char *const sev_names[] = {"low", "medium", "high", "critical"};
+static const char *const act_names[] = {"flag", "freeze"};
+
+const char *tw_rule_kind_name(tw_rule_kind_t k)
+{
+    return (unsigned)k < TW_KIND__COUNT ? kind_names[k] : "unknown";
+}
+const char *tw_severity_name(tw_severity_t s) { return (unsigned)s < 4 ? sev_names[s] : "unknown"; }
+const char *tw_action_name(tw_action_t a) { return (unsigned)a < 2 ? act_names[a] : "unknown"; }
+
+/* ======================================================================
+ * CIDRs
+ * ====================================================================== */
+
+static void mask_addr(tw_geo_addr_t *a, unsigned bits)
+{
+    unsigned total = a->family == 4 ? 32 : 128;
+    for (unsigned i = 0; i < total / 8; i++) {
+        unsigned lo = i * 8;
+        if (bits >= lo + 8)
+            continue;
+        if (bits <= lo)
+            a->bytes[i] = 0;
+        else
+            a->bytes[i] &= (uint8_t)(0xFF << (8 - (bits - lo)));
+    }
+}
+
+int tw_cidr_parse(const char *s, tw_cidr_t *out)
+{
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    memset(out, 0, sizeof *out);
+    if (tw_geo_addr_parse(s, n, &out->addr) != 0)
+        return -1;
+    unsigned max = out->addr.family == 4 ? 32 : 128;
+    unsigned bits = max;
+    if (slash) {
+        const char *p = slash + 1;
+        if (!*p || strlen(p) > 3)
+            return -1;
+        bits = 0;
+        for (; *p; p++) {
+            if (!isdigit((unsigned char)*p))
+                return -1;
+            bits = bits * 10 + (unsigned)(*p - '0');
+        }
+        /* "::ffff:10.0.0.0/104" is an IPv4 range written as IPv6. */
+        if (out->addr.family == 4 && memchr(s, ':', n)) {
+            if (bits < 96)
+                return -1;
+            bits -= 96;
+        }
+        if (bits > max)
+            return -1;
+    }
+    out->bits = (uint8_t)bits;
+    mask_addr(&out->addr, bits);
+    return 0;
+}
+
+bool tw_cidr_contains(const tw_cidr_t *c, const tw_geo_addr_t *a)
+{
+    return a->family == c->addr.family && tw_geo_addr_same_prefix(&c->addr, a, c->bits);
+}
+
+/* ======================================================================
+ * Rules file
+ * ====================================================================== */
+
+static const char *const top_keys[] = {"description", "learning", "cooldown_s", "allowlist",
+                                       "business_hours", "rules", NULL};
+static const char *const learning_keys[] = {"min_events", "min_days", NULL};
+static const char *const allow_keys[] = {"cidrs", "token_ids", NULL};
+static const char *const bh_keys[] = {"time_zone", "days", "start", "end", NULL};
+static const char *const rate_keys[] = {"id", "kind", "severity", "action", "description",
+                                        "window_s", "multiplier", "sigmas", "min_count",
+                                        "ceiling", "alpha", NULL};
+static const char *const fail_keys[] = {"id", "kind", "severity", "action", "description",
+                                        "scope", "window_s", "min_rejected", "min_ratio",
+                                        "min_distinct_tokens", NULL};
+static const char *const vel_keys[] = {"id", "kind", "severity", "action", "description",
+                                       "max_kmh", "min_km", "epsilon_s", "country_level_km",
+                                       NULL};
+static const char *const new_keys[] = {"id", "kind", "severity", "action", "description",
+                                       "countries", "asns", NULL};
+static const char *const off_keys[] = {"id", "kind", "severity", "action", "description",
+                                       "max_share", "spread_hours", "lookback_hours",
+                                       "min_profile",
+                                       "learned", "policy", NULL};
+static const char *const *const kind_keys[TW_KIND__COUNT] = {rate_keys, fail_keys, vel_keys,
+                                                             new_keys, off_keys};
+
+/* A number member in [min, max]. */
+static int jv_num(const tw_jv_t *jv, const cJSON *obj, const char *prefix, const char *key,
+                  double min, double max, double def, double *out)
+{
+    char p[TW_JV_PATH_MAX];
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble < min ||
+        v->valuedouble > max)
+        return tw_jv_fail(jv, tw_jv_join(p, prefix, key), "expected a number from %g to %g",
+                          min, max);
+    *out = v->valuedouble;
+    return 0;
+}
+
+static int jv_u32(const tw_jv_t *jv, const cJSON *obj, const char *prefix, const char *key,
+                  long long min, long long max, long long def, uint32_t *out)
+{
+    long long v;
+    if (tw_jv_int(jv, obj, prefix, key, min, max, def, &v) != 0)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int pick(const char *s, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static bool valid_rule_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '.' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static int parse_hhmm(const char *s, uint16_t *out)
+{
+    if (strlen(s) != 5 || s[2] != ':' || !isdigit((unsigned char)s[0]) ||
+        !isdigit((unsigned char)s[1]) || !isdigit((unsigned char)s[3]) ||
+        !isdigit((unsigned char)s[4]))
+        return -1;
+    int h = (s[0] - '0') * 10 + (s[1] - '0'), m = (s[3] - '0') * 10 + (s[4] - '0');
+    if (m > 59 || h > 24 || (h == 24 && m != 0))
+        return -1;
+    *out = (uint16_t)(h * 60 + m);
+    return 0;
+}
+
+static const char *const day_names[] = {"mon", "tue", "wed", "thu", "fri", "sat", "sun"};
+
+/* "mon-fri", "sat,sun", "mon-wed,fri" → bit mask (bit 0 = Monday). */
+static int parse_days(const char *s, uint8_t *out)
+{
+    uint8_t m = 0;
+    const char *p = s;
+    for (;;) {
+        if (strlen(p) < 3)
+            return -1;
+        char a[4] = {p[0], p[1], p[2], 0};
+        int d1 = pick(a, day_names, 7), d2 = d1;
+        p += 3;
+        if (*p == '-') {
+            if (strlen(p + 1) < 3)
+                return -1;
+            char b[4] = {p[1], p[2], p[3], 0};
+            d2 = pick(b, day_names, 7);
+            p += 4;
+        }
+        if (d1 < 0 || d2 < 0 || d2 < d1)
+            return -1;
+        for (int d = d1; d <= d2; d++)
+            m |= (uint8_t)(1u << d);
+        if (*p == '\0')
+            break;
+        if (*p != ',')
+            return -1;
+        p++;
+    }
+    *out = m;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int load_allowlist(const tw_jv_t *jv, const cJSON *root, tw_rules_t *r)
+{
+    const cJSON *al;
+    if (tw_jv_get_object(jv, root, "", "allowlist", allow_keys, &al) != 0)
+        return -1;
+    if (!al)
+        return 0;
+    char p[TW_JV_PATH_MAX];
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(al, "cidrs");
+    if (c) {
+        if (!cJSON_IsArray(c))
+            return tw_jv_fail(jv, "allowlist.cidrs", "expected an array of CIDR strings");
+        r->cidrs = tw_xcalloc((size_t)cJSON_GetArraySize(c) + 1, sizeof *r->cidrs);
+        size_t i = 0;
+        for (const cJSON *e = c->child; e; e = e->next, i++) {
+            tw_jv_index(p, "allowlist.cidrs", i);
+            if (!cJSON_IsString(e) || tw_cidr_parse(e->valuestring, &r->cidrs[i]) != 0)
+                return tw_jv_fail(jv, p,
+                                  "expected a CIDR such as \"10.8.0.0/16\" or \"2001:db8::/32\"");
+            r->ncidrs = i + 1;
+        }
+    }
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(al, "token_ids");
+    if (t) {
+        if (!cJSON_IsArray(t))
+            return tw_jv_fail(jv, "allowlist.token_ids", "expected an array of token ids");
+        r->token_ids = tw_xcalloc((size_t)cJSON_GetArraySize(t) + 1, sizeof *r->token_ids);
+        size_t i = 0;
+        for (const cJSON *e = t->child; e; e = e->next, i++) {
+            tw_jv_index(p, "allowlist.token_ids", i);
+            if (!cJSON_IsString(e) ||
+                tw_tokenid_parse(e->valuestring, strlen(e->valuestring), &r->token_ids[i]) != 0)
+                return tw_jv_fail(jv, p,
+                                  "expected a token id: \"tw_\" and 16 lowercase hex digits");
+            r->ntoken_ids = i + 1;
+        }
+        qsort(r->token_ids, r->ntoken_ids, sizeof *r->token_ids, cmp_u64);
+    }
+    return 0;
+}
+
+static int load_business_hours(const tw_jv_t *jv, const cJSON *root, tw_rules_t *r)
+{
+    const cJSON *bh;
+    if (tw_jv_get_object(jv, root, "", "business_hours", bh_keys, &bh) != 0)
+        return -1;
+    if (!bh)
+        return 0;
+    const char *tz, *days, *start, *end;
+    if (tw_jv_string(jv, bh, "business_hours", "time_zone", true, NULL, &tz) ||
+        tw_jv_string(jv, bh, "business_hours", "days", false, "mon-fri", &days) ||
+        tw_jv_string(jv, bh, "business_hours", "start", true, NULL, &start) ||
+        tw_jv_string(jv, bh, "business_hours", "end", true, NULL, &end))
+        return -1;
+    tw_err_t e;
+    if (tw_tz_check(NULL, tz, &e) != 0)
+        return tw_jv_fail(jv, "business_hours.time_zone", "%s", e.msg);
+    if (parse_days(days, &r->bh_days) != 0)
+        return tw_jv_fail(jv, "business_hours.days",
+                          "expected days such as \"mon-fri\" or \"mon-thu,sat\", got \"%s\"",
+                          days);
+    if (parse_hhmm(start, &r->bh_start_min) != 0)
+        return tw_jv_fail(jv, "business_hours.start", "expected \"HH:MM\" (00:00-24:00), got \"%s\"",
+                          start);
+    if (parse_hhmm(end, &r->bh_end_min) != 0 || r->bh_end_min <= r->bh_start_min)
+        return tw_jv_fail(jv, "business_hours.end",
+                          "expected \"HH:MM\" after start (windows do not span midnight), "
+                          "got \"%s\"",
+                          end);
+    r->bh_time_zone = tw_xstrdup(tz);
+    r->has_business_hours = true;
+    return 0;
+}
+
+static int load_rule(const tw_jv_t *jv, const cJSON *e, const char *p, tw_rules_t *rs,
+                     tw_rule_t *r)
+{
+    char q[TW_JV_PATH_MAX];
+    if (!cJSON_IsObject(e))
+        return tw_jv_fail(jv, p, "expected a rule object");
+    const char *id, *kind, *sev, *act;
+    if (tw_jv_string(jv, e, p, "id", true, NULL, &id) ||
+        tw_jv_string(jv, e, p, "kind", true, NULL, &kind))
+        return -1;
+    if (!valid_rule_id(id))
+        return tw_jv_fail(jv, tw_jv_join(q, p, "id"),
+                          "expected 1 to 64 characters from [A-Za-z0-9_.-], got \"%s\"", id);
+    for (size_t j = 0; j < rs->nrules; j++)
+        if (strcmp(rs->rules[j].id, id) == 0)
+            return tw_jv_fail(jv, tw_jv_join(q, p, "id"),
+                              "expected a unique id, \"%s\" is also rules[%zu].id", id, j);
+    int k = pick(kind, kind_names, TW_KIND__COUNT);
+    if (k < 0)
+        return tw_jv_fail(jv, tw_jv_join(q, p, "kind"),
+                          "expected \"rate\", \"failures\", \"geo_velocity\", \"geo_new\" or "
+                          "\"off_hours\", got \"%s\"",
+                          kind);
+    if (tw_jv_object(jv, e, p, kind_keys[k]) != 0)
+        return -1;
+    if (tw_jv_string(jv, e, p, "severity", true, NULL, &sev) ||
+        tw_jv_string(jv, e, p, "action", false, "flag", &act))
+        return -1;
+    int s = pick(sev, sev_names, 4), a = pick(act, act_names, 2);
+    if (s < 0)
+        return tw_jv_fail(jv, tw_jv_join(q, p, "severity"),
+                          "expected \"low\", \"medium\", \"high\" or \"critical\", got \"%s\"",
+                          sev);
+    if (a < 0)
+        return tw_jv_fail(jv, tw_jv_join(q, p, "action"),
+                          "expected \"flag\" or \"freeze\", got \"%s\"", act);
+    r->kind = (tw_rule_kind_t)k;
+    r->severity = (tw_severity_t)s;
+    r->action = (tw_action_t)a;
+    switch (r->kind) {
+    case TW_KIND_RATE:
+        if (jv_u32(jv, e, p, "window_s", 10, 3600, 60, &r->window_s) ||
+            jv_num(jv, e, p, "multiplier", 1, 1e6, 10, &r->multiplier) ||
+            jv_num(jv, e, p, "sigmas", 0, 1e3, 6, &r->sigmas) ||
+            jv_u32(jv, e, p, "min_count", 1, 100000000, 30, &r->min_count) ||
+            jv_u32(jv, e, p, "ceiling", 1, 100000000, 600, &r->ceiling) ||
+            jv_num(jv, e, p, "alpha", 0.001, 1, 0.05, &r->alpha))
+            return -1;
+        break;
+    case TW_KIND_FAILURES: {
+        const char *scope;
+        if (tw_jv_string(jv, e, p, "scope", false, "token", &scope))
+            return -1;
+        if (strcmp(scope, "token") != 0 && strcmp(scope, "ip") != 0)
+            return tw_jv_fail(jv, tw_jv_join(q, p, "scope"),
+                              "expected \"token\" or \"ip\", got \"%s\"", scope);
+        r->scope_ip = strcmp(scope, "ip") == 0;
+        if (!r->scope_ip && cJSON_GetObjectItemCaseSensitive(e, "min_distinct_tokens"))
+            return tw_jv_fail(jv, tw_jv_join(q, p, "min_distinct_tokens"),
+                              "expected no min_distinct_tokens with scope \"token\"");
+        if (jv_u32(jv, e, p, "window_s", 10, 86400, r->scope_ip ? 600 : 300, &r->window_s) ||
+            jv_u32(jv, e, p, "min_rejected", 1, 65535, r->scope_ip ? 30 : 20,
+                   &r->min_rejected) ||
+            jv_num(jv, e, p, "min_ratio", 0, 1, r->scope_ip ? 0 : 0.5, &r->min_ratio) ||
+            jv_u32(jv, e, p, "min_distinct_tokens", 1, 200, 5, &r->min_distinct_tokens))
+            return -1;
+        break;
+    }
+    case TW_KIND_GEO_VELOCITY: {
+        double eps = 60;
+        if (jv_num(jv, e, p, "max_kmh", 1, 1e6, 900, &r->max_kmh) ||
+            jv_num(jv, e, p, "min_km", 0, 20000, 100, &r->min_km) ||
+            jv_num(jv, e, p, "epsilon_s", 1, 86400, 60, &eps) ||
+            jv_num(jv, e, p, "country_level_km", 0, 20000, 500, &r->country_level_km))
+            return -1;
+        r->min_hours = eps / 3600.0;
+        break;
+    }
+    case TW_KIND_GEO_NEW:
+        if (tw_jv_bool(jv, e, p, "countries", true, &r->countries) ||
+            tw_jv_bool(jv, e, p, "asns", false, &r->asns))
+            return -1;
+        if (!r->countries && !r->asns)
+            return tw_jv_fail(jv, tw_jv_join(q, p, "countries"),
+                              "expected countries or asns (or both) to be true");
+        break;
+    case TW_KIND_OFF_HOURS:
+        if (jv_num(jv, e, p, "max_share", 0, 1, 0.01, &r->max_share) ||
+            jv_u32(jv, e, p, "spread_hours", 0, 11, 2, &r->spread_hours) ||
+            jv_u32(jv, e, p, "lookback_hours", 0, 12, 3, &r->lookback_hours) ||
+            jv_u32(jv, e, p, "min_profile", 1, 1000000, 50, &r->min_profile) ||
+            tw_jv_bool(jv, e, p, "learned", true, &r->learned) ||
+            tw_jv_bool(jv, e, p, "policy", false, &r->policy))
+            return -1;
+        if (r->policy && !rs->has_business_hours)
+            return tw_jv_fail(jv, tw_jv_join(q, p, "policy"),
+                              "expected a top-level \"business_hours\" object when policy is "
+                              "true");
+        if (!r->policy && !r->learned)
+            return tw_jv_fail(jv, tw_jv_join(q, p, "learned"),
+                              "expected learned or policy (or both) to be true");
+        break;
+    default:
+        break;
+    }
+    r->id = tw_xstrdup(id);
+    return 0;
+}
+
+static int load_rules_tree(const tw_jv_t *jv, const cJSON *root, tw_rules_t *r)
+{
+    if (tw_jv_object(jv, root, "", top_keys) != 0)
+        return -1;
+    const cJSON *learn;
+    if (tw_jv_get_object(jv, root, "", "learning", learning_keys, &learn) != 0)
+        return -1;
+    r->min_events = 10;
+    r->min_days = 7;
+    if (learn && (jv_u32(jv, learn, "learning", "min_events", 0, 1000000, 10, &r->min_events) ||
+                  jv_u32(jv, learn, "learning", "min_days", 0, 365, 7, &r->min_days)))
+        return -1;
+    if (jv_u32(jv, root, "", "cooldown_s", 0, 30 * 86400, 3600, &r->cooldown_s) != 0)
+        return -1;
+    if (load_allowlist(jv, root, r) != 0 || load_business_hours(jv, root, r) != 0)
+        return -1;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "rules");
+    if (!arr || !cJSON_IsArray(arr))
+        return tw_jv_fail(jv, "rules", "expected an array of rule objects");
+    size_t n = (size_t)cJSON_GetArraySize(arr);
+    if (n > TW_RULES_MAX)
+        return tw_jv_fail(jv, "rules", "expected at most %d rules, got %zu", TW_RULES_MAX, n);
+    r->rules = tw_xcalloc(n + 1, sizeof *r->rules);
+    size_t i = 0;
+    for (const cJSON *e = arr->child; e; e = e->next, i++) {
+        char p[TW_JV_PATH_MAX];
+        tw_jv_index(p, "rules", i);
+        if (load_rule(jv, e, p, r, &r->rules[i]) != 0)
+            return -1;
+        r->nrules = i + 1;
+    }
+    return 0;
+}
+
+int tw_rules_parse(tw_rules_t **out, const char *file, const char *text, size_t len,
+                   tw_err_t *err)
+{
+    tw_jv_t jv = {.file = file, .err = err};
+    cJSON *root;
+    if (tw_jv_parse(&jv, text, len, &root) != 0)
+        return -1;
+    tw_rules_t *r = tw_xcalloc(1, sizeof *r);
+    r->file = tw_xstrdup(file);
+    int rc = load_rules_tree(&jv, root, r);
+    cJSON_Delete(root);
+    if (rc != 0) {
+        tw_rules_free(r);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+int tw_rules_load(tw_rules_t **out, const char *path, tw_err_t *err)
+{
+    char *text;
+    size_t len;
+    if (tw_read_file(path, &text, &len, err) != 0)
+        return -1;
+    int rc = tw_rules_parse(out, path, text, len, err);
+    free(text);
+    return rc;
+}
+
+void tw_rules_free(tw_rules_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nrules; i++)
+        free(r->rules[i].id);
+    free(r->rules);
+    free(r->cidrs);
+    free(r->token_ids);
+    free(r->bh_time_zone);
+    free(r->file);
+    free(r);
+}
+
+/* ======================================================================
+ * Detector
+ * ====================================================================== */
+
+#define IP_WAYS 4
+
+/* One source IP's failures: a sliding window of rejected/total checks and
+ * a 64-bit linear-counting sketch of the distinct tokens it was rejected
+ * for (current and previous window). */
+typedef struct ip_entry {
+    tw_geo_addr_t addr;        /* family 0 = empty slot */
+    uint32_t last_s;           /* replacement: oldest in the set goes */
+    uint32_t cool_until_s;
+    tw_fail_window_t fw;
+    uint64_t bits_cur, bits_prev;
+} ip_entry_t;
+
+struct tw_detect {
+    const tw_rules_t *rules;
+    tw_geo_t *geo;
+    const tw_tokenid_t *key;
+    tw_tokens_t *tokens, *principals;
+    ip_entry_t *ips;
+    size_t ip_sets;            /* power of two */
+    uint64_t ip_seed;
+    size_t ips_used;
+    tw_tz_t *tz;
+    tw_jw_t jw;
+    tw_detect_sink_fn sink;
+    void *sink_ctx;
+    tw_geo_result_t g;
+
+    /* Derived from the rules. */
+    uint32_t rate_window_s, fail_window_s, ip_window_s;
+    float rate_alpha;
+
+    uint64_t events, anomalies, flagged;
+
+    tw_metrics_t *metrics;
+    tw_cell_t *c_rule[TW_RULES_MAX];
+    tw_cell_t *c_tracked, *c_flagged, *c_evicted;
+    tw_cell_t *c_geo[5];
+};
+
+static void on_evict(void *ctx, const tw_token_t *victim)
+{
+    tw_detect_t *d = ctx;
+    if (victim->b.flags & TW_BL_FLAGGED)
+        d->flagged--;
+}
+
+static void register_rule_cells(tw_detect_t *d)
+{
+    if (!d->metrics)
+        return;
+    static const char *const labels[] = {"rule", "kind", "severity"};
+    tw_family_t *f = tw_metrics_family(d->metrics, "tokenwatch_anomalies_total",
+                                       "Anomaly events emitted, by rule.", TW_METRIC_COUNTER,
+                                       3, labels);
+    const tw_rules_t *R = d->rules;
+    for (size_t i = 0; i < TW_RULES_MAX; i++) {
+        if (!R || i >= R->nrules) {
+            d->c_rule[i] = NULL;
+            continue;
+        }
+        const char *v[] = {R->rules[i].id, tw_rule_kind_name(R->rules[i].kind),
+                           tw_severity_name(R->rules[i].severity)};
+        d->c_rule[i] = tw_family_cell(f, v);
+    }
+}
+
+static void register_cells(tw_detect_t *d)
+{
+    tw_metrics_t *m = d->metrics;
+    tw_family_t *f = tw_metrics_family(m, "tokenwatch_tokens_tracked",
+                                       "Tokens with a baseline in memory.", TW_METRIC_GAUGE, 0,
+                                       NULL);
+    d->c_tracked = tw_family_cell(f, NULL);
+    f = tw_metrics_family(m, "tokenwatch_tokens_flagged",
+                          "Tracked tokens that some rule has flagged.", TW_METRIC_GAUGE, 0,
+                          NULL);
+    d->c_flagged = tw_family_cell(f, NULL);
+    f = tw_metrics_family(m, "tokenwatch_tokens_evicted_total",
+                          "Token baselines dropped to stay within max_tokens (longest idle "
+                          "first).",
+                          TW_METRIC_COUNTER, 0, NULL);
+    d->c_evicted = tw_family_cell(f, NULL);
+    static const char *const rl[] = {"result"};
+    f = tw_metrics_family(m, "tokenwatch_geoip_lookups_total",
+                          "GeoIP lookups: hit/miss = public addresses answered from the cache "
+                          "or the database; not_found, private, invalid = outcomes.",
+                          TW_METRIC_COUNTER, 1, rl);
+    static const char *const names[5] = {"hit", "miss", "not_found", "private", "invalid"};
+    for (int i = 0; i < 5; i++) {
+        const char *v[] = {names[i]};
+        d->c_geo[i] = tw_family_cell(f, v);
+    }
+}
+
+static void derive(tw_detect_t *d)
+{
+    const tw_rules_t *R = d->rules;
+    d->rate_window_s = d->fail_window_s = d->ip_window_s = 0;
+    d->rate_alpha = 0.05f;
+    for (size_t i = 0; R && i < R->nrules; i++) {
+        const tw_rule_t *r = &R->rules[i];
+        if (r->kind == TW_KIND_RATE && !d->rate_window_s) {
+            d->rate_window_s = r->window_s;
+            d->rate_alpha = (float)r->alpha;
+        } else if (r->kind == TW_KIND_FAILURES && !r->scope_ip && !d->fail_window_s) {
+            d->fail_window_s = r->window_s;
+        } else if (r->kind == TW_KIND_FAILURES && r->scope_ip && !d->ip_window_s) {
+            d->ip_window_s = r->window_s;
+        }
+    }
+}
+
+tw_detect_t *tw_detect_new(const tw_detect_opts_t *o)
+{
+    tw_detect_t *d = tw_xcalloc(1, sizeof *d);
+    d->rules = o->rules;
+    d->geo = o->geo;
+    d->key = o->key;
+    size_t max = o->max_tokens ? o->max_tokens : 1000000;
+    d->tokens = tw_tokens_new(max, on_evict, d);
+    d->principals = tw_tokens_new(max, NULL, NULL);
+    size_t ipn = o->ip_entries ? o->ip_entries : 65536;
+    size_t sets = 1;
+    while (sets * IP_WAYS < ipn)
+        sets *= 2;
+    d->ip_sets = sets;
+    d->ips = tw_xcalloc(sets * IP_WAYS, sizeof *d->ips);
+    /* Seed derived from the fingerprint key: stable for one state_dir (so
+     * replay is reproducible) and unknown to whoever chooses source IPs. */
+    static const char seed_label[] = "tokenwatch/ip-tracker/v1";
+    d->ip_seed = tw_tokenid_of(d->key, (tw_slice_t){seed_label, sizeof seed_label - 1});
+    d->tz = tw_tz_new(o->zoneinfo_dir);
+    tw_jw_init(&d->jw);
+    d->sink = o->sink;
+    d->sink_ctx = o->sink_ctx;
+    d->metrics = o->metrics;
+    if (d->metrics)
+        register_cells(d);
+    register_rule_cells(d);
+    derive(d);
+    return d;
+}
+
+void tw_detect_free(tw_detect_t *d)
+{
+    if (!d)
+        return;
+    tw_tokens_free(d->tokens);
+    tw_tokens_free(d->principals);
+    free(d->ips);
+    tw_tz_free(d->tz);
+    tw_jw_free(&d->jw);
+    free(d);
+}
+
+void tw_detect_set_rules(tw_detect_t *d, const tw_rules_t *rules)
+{
+    d->rules = rules;
+    register_rule_cells(d);
+    derive(d);
+}
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static uint32_t secs_u32(int64_t t_ns)
+{
+    if (t_ns <= 0)
+        return 0;
+    int64_t s = t_ns / NS_PER_S;
+    return s > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+}
+
+static bool token_allowed(const tw_rules_t *R, uint64_t id)
+{
+    size_t lo = 0, hi = R->ntoken_ids;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (R->token_ids[mid] == id)
+            return true;
+        if (R->token_ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+static bool ip_allowed(const tw_rules_t *R, const tw_geo_addr_t *a)
+{
+    if (a->family == 0)
+        return false;
+    for (size_t i = 0; i < R->ncidrs; i++)
+        if (tw_cidr_contains(&R->cidrs[i], a))
+            return true;
+    return false;
+}
+
+static void geo_of(tw_detect_t *d, tw_slice_t ip, tw_geo_result_t *g)
+{
+    if (d->geo) {
+        tw_geo_lookup(d->geo, ip.p, ip.n, g);
+        return;
+    }
+    memset(g, 0, sizeof *g);
+    g->city = g->time_zone = g->asn_org = "";
+    if (ip.n == 0 || tw_geo_addr_parse(ip.p, ip.n, &g->addr) != 0) {
+        g->addr.family = 0;
+        g->status = TW_GEO_INVALID;
+    } else {
+        g->status = tw_geo_addr_is_private(&g->addr) ? TW_GEO_PRIVATE : TW_GEO_NOT_FOUND;
+    }
+}
+
+static uint64_t ip_hash(const tw_detect_t *d, const tw_geo_addr_t *a)
+{
+    uint64_t w0, w1;
+    memcpy(&w0, a->bytes, 8);
+    memcpy(&w1, a->bytes + 8, 8);
+    uint64_t h = (w0 ^ d->ip_seed) * 0x9E3779B97F4A7C15ULL;
+    h ^= h >> 29;
+    h = (h ^ w1 ^ a->family ^ (d->ip_seed >> 7)) * 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 32;
+    h *= 0x94D049BB133111EBULL;
+    return h ^ (h >> 31);
+}
+
+static bool addr_eq(const tw_geo_addr_t *a, const tw_geo_addr_t *b)
+{
+    return a->family == b->family &&
+           memcmp(a->bytes, b->bytes, a->family == 4 ? 4 : 16) == 0;
+}
+
+/* The tracker entry for a, created (replacing the oldest in its set) when
+ * create is set; NULL otherwise when absent. */
+static ip_entry_t *ip_get(tw_detect_t *d, const tw_geo_addr_t *a, uint32_t now_s, bool create)
+{
+    ip_entry_t *set = &d->ips[(ip_hash(d, a) & (d->ip_sets - 1)) * IP_WAYS];
+    ip_entry_t *victim = &set[0];
+    for (int w = 0; w < IP_WAYS; w++) {
+        if (set[w].addr.family && addr_eq(&set[w].addr, a)) {
+            set[w].last_s = now_s;
+            return &set[w];
+        }
+        if (victim->addr.family && (!set[w].addr.family || set[w].last_s < victim->last_s))
+            victim = &set[w];
+    }
+    if (!create)
+        return NULL;
+    if (!victim->addr.family)
+        d->ips_used++;
+    memset(victim, 0, sizeof *victim);
+    victim->addr = *a;
+    victim->last_s = now_s;
+    return victim;
+}
+
+static unsigned popcount64(uint64_t x) { return (unsigned)__builtin_popcountll(x); }
+
+/* Linear counting: distinct items estimated from the empty bits of a
+ * 64-bit sketch. Exact enough below ~30, saturates at 266. */
+static uint32_t distinct_estimate(uint64_t bits)
+{
+    unsigned zeros = 64 - popcount64(bits);
+    if (zeros == 0)
+        return 266;
+    return (uint32_t)lround(-64.0 * log((double)zeros / 64.0));
+}
+
+/* ---- event emission ---------------------------------------------------- */
+
+typedef struct ctx {
+    tw_detect_t *d;
+    const char *input;
+    const tw_event_t *ev;
+    uint64_t id;
+    tw_token_t *te;
+    const tw_geo_result_t *g;
+    uint32_t ts;
+} ctx_t;
+
+static bool cooled(const ctx_t *c, size_t i, uint32_t *slot)
+{
+    uint32_t *cu = slot ? slot : &c->te->b.cool_until_s[i];
+    if (c->ts < *cu)
+        return false;
+    uint64_t until = (uint64_t)c->ts + c->d->rules->cooldown_s;
+    *cu = until > UINT32_MAX ? UINT32_MAX : (uint32_t)until;
+    return true;
+}
+
+static tw_jw_t *begin(const ctx_t *c, const tw_rule_t *r)
+{
+    char hint[64];
+    const tw_geo_result_t *g = c->g;
+    bool geo = g->status == TW_GEO_FOUND;
+    tw_anomaly_head_t h = {
+        .time_ns = c->ev->time_ns,
+        .token_id = c->id,
+        .token_hint = tw_token_hint(c->ev->token, hint, sizeof hint),
+        .rule = r->id,
+        .kind = tw_rule_kind_name(r->kind),
+        .severity = tw_severity_name(r->severity),
+        .action = tw_action_name(r->action),
+        .ip = c->ev->ip,
+        .country = geo ? g->country : NULL,
+        .city = geo ? g->city : NULL,
+        .input = c->input,
+    };
+    tw_anomaly_begin(&c->d->jw, &h);
+    return &c->d->jw;
+}
+
+static void finish(const ctx_t *c, size_t i, const tw_rule_t *r)
+{
+    tw_detect_t *d = c->d;
+    tw_anomaly_end(&d->jw);
+    tw_baseline_t *b = &c->te->b;
+    if (!(b->flags & TW_BL_FLAGGED)) {
+        b->flags |= TW_BL_FLAGGED;
+        d->flagged++;
+    }
+    if (b->top_severity < (uint8_t)(r->severity + 1))
+        b->top_severity = (uint8_t)(r->severity + 1);
+    d->anomalies++;
+    if (d->c_rule[i])
+        tw_cell_add(d->c_rule[i], 1);
+    if (d->sink)
+        d->sink(d->sink_ctx, d->jw.buf, d->jw.len);
+}
+
+static void loc_json(tw_jw_t *w, const tw_baseline_loc_t *l)
+{
+    char ip[64] = "";
+    if (l->addr.family == 4)
+        inet_ntop(AF_INET, l->addr.bytes, ip, sizeof ip);
+    else if (l->addr.family == 6)
+        inet_ntop(AF_INET6, l->addr.bytes, ip, sizeof ip);
+    char cc[3] = {l->country[0], l->country[1], 0};
+    char tbuf[40];
+    tw_jw_obj_begin(w);
+    tw_jw_key(w, "ip");
+    tw_jw_cstr(w, ip);
+    tw_jw_key(w, "country");
+    tw_jw_cstr(w, cc);
+    tw_jw_key(w, "city");
+    tw_jw_cstr(w, l->city ? l->city : "");
+    tw_jw_key(w, "lat");
+    tw_jw_double(w, l->lat, 4);
+    tw_jw_key(w, "lon");
+    tw_jw_double(w, l->lon, 4);
+    tw_jw_key(w, "radius_km");
+    tw_jw_int(w, l->radius_km);
+    tw_jw_key(w, "time");
+    tw_jw_cstr(w, tw_time_format_rfc3339(l->time_ns, tbuf, sizeof tbuf));
+    tw_jw_obj_end(w);
+}
+
+/* ---- the hot path ------------------------------------------------------ */
+
+void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
+{
+    const tw_rules_t *R = d->rules;
+    if (!R || ev->token.n == 0)
+        return;
+    d->events++;
+    uint64_t id = tw_tokenid_of(d->key, ev->token);
+    /* A big table costs cache misses (index slot, then entry): start
+     * loading the slot, do the GeoIP lookup meanwhile, then start loading
+     * the entry (header, windows, hour profile) and do the IP tracker. */
+    tw_tokens_prefetch(d->tokens, id);
+    tw_geo_result_t *g = &d->g;
+    geo_of(d, ev->ip, g);
+    bool created;
+    tw_token_t *te = tw_tokens_get(d->tokens, id, ev->rejected, &created);
+    for (size_t off = 0; off < 320; off += 64)
+        __builtin_prefetch((const char *)te + off, 1, 3);
+    /* The source IP's failure tracker (its own clock: the event's time). */
+    uint32_t ip_s = secs_u32(ev->time_ns);
+    ip_entry_t *ipe = NULL;
+    uint32_t i_rej = 0, i_chk = 0, i_distinct = 0;
+    if (d->ip_window_s && g->addr.family) {
+        ipe = ip_get(d, &g->addr, ip_s, ev->rejected);
+        if (ipe) {
+            uint32_t k = ip_s / d->ip_window_s;
+            if (k != ipe->fw.bucket) {
+                ipe->bits_prev = k == ipe->fw.bucket + 1 ? ipe->bits_cur : 0;
+                ipe->bits_cur = 0;
+            }
+            tw_fail_window_add(&ipe->fw, ev->time_ns, d->ip_window_s, ev->rejected, &i_rej, &i_chk);
+            if (ev->rejected) {
+                ipe->bits_cur |= 1ULL << (id >> 58);
+                i_distinct = distinct_estimate(ipe->bits_cur | ipe->bits_prev);
+            }
+        }
+    }
+    bool allow_tok = R->ntoken_ids && token_allowed(R, id);
+    bool allow_ip = R->ncidrs && ip_allowed(R, &g->addr);
+    bool judge = !allow_tok && !allow_ip;
+    bool accepted = !ev->rejected;
+    tw_baseline_t *b = &te->b;
+    int64_t t = tw_baseline_touch(b, ev->time_ns);
+    uint32_t ts = secs_u32(t);
+
+    tw_baseline_t *pb = NULL;
+    if (te->aux == 0 && accepted && ev->user.n)
+        te->aux = tw_tokenid_of(d->key, ev->user) | 1;   /* 0 means "none" */
+    if (te->aux) {
+        bool pc;
+        pb = &tw_tokens_get(d->principals, te->aux, false, &pc)->b;
+        tw_baseline_touch(pb, t);
+    }
+    bool tmature = tw_baseline_mature(b, R->min_events, R->min_days);
+    bool pmature = pb && tw_baseline_mature(pb, R->min_events, R->min_days);
+    /* The baseline learned-behaviour rules judge against: the token's own
+     * once it has learned, else its principal's (a rotated token of a known
+     * user is judged from its first use), else none (still learning). */
+    const tw_baseline_t *ref = tmature ? b : (pmature ? pb : NULL);
+
+    ctx_t c = {.d = d, .input = input, .ev = ev, .id = id, .te = te, .g = g, .ts = ts};
+
+    /* Counts every check feeds. */
+    uint32_t rate_count = 0;
+    if (d->rate_window_s) {
+        rate_count = tw_baseline_rate_add(b, t, d->rate_window_s, d->rate_alpha);
+        if (pb)
+            tw_baseline_rate_add(pb, t, d->rate_window_s, d->rate_alpha);
+    }
+    uint32_t f_rej = 0, f_chk = 0;
+    if (d->fail_window_s)
+        tw_fail_window_add(&b->fail, t, d->fail_window_s, ev->rejected, &f_rej, &f_chk);
+
+    /* Geo state before this event. */
+    bool located = accepted && g->status == TW_GEO_FOUND && g->located;
+    const tw_baseline_loc_t *prev = NULL;
+    if (b->flags & TW_BL_HAS_LOC)
+        prev = &b->loc;
+    else if (pb && (pb->flags & TW_BL_HAS_LOC))
+        prev = &pb->loc;
+    bool has_cc = accepted && g->status == TW_GEO_FOUND && g->country[0];
+
+    /* Local time: the zone where the token is now (travellers keep their
+     * habits in local time), else where it was last seen, else UTC. */
+    const char *tzname = "";
+    if (g->status == TW_GEO_FOUND && g->time_zone[0])
+        tzname = g->time_zone;
+    else if (b->flags & TW_BL_HAS_LOC)
+        tzname = b->loc.time_zone;
+    int32_t off = 0;
+    if (tzname[0])
+        tw_tz_offset(d->tz, tzname, (int64_t)ts, &off);
+    int64_t local_s = (int64_t)ts + off;
+    unsigned how = tw_hour_of_week(local_s);
+
+    for (size_t i = 0; judge && i < R->nrules; i++) {
+        const tw_rule_t *r = &R->rules[i];
+        switch (r->kind) {
+        case TW_KIND_RATE: {
+            if (!d->rate_window_s)
+                break;
+            double mean = 0, sd = 0, thr;
+            if (ref && ref->rate_windows > 0) {
+                mean = ref->rate_mean;
+                sd = tw_baseline_rate_sd(ref);
+                thr = fmax((double)r->min_count, fmax(mean * r->multiplier, mean + r->sigmas * sd));
+            } else {
+                thr = r->ceiling;
+            }
+            if ((double)rate_count <= thr || !cooled(&c, i, NULL))
+                break;
+            tw_baseline_rate_exclude(b);
+            tw_jw_t *w = begin(&c, r);
+            tw_jw_key(w, "window_s");
+            tw_jw_int(w, d->rate_window_s);
+            tw_jw_key(w, "count");
+            tw_jw_int(w, rate_count);
+            tw_jw_key(w, "baseline_mean");
+            tw_jw_double(w, mean, 2);
+            tw_jw_key(w, "baseline_sd");
+            tw_jw_double(w, sd, 2);
+            tw_jw_key(w, "threshold");
+            tw_jw_double(w, thr, 2);
+            finish(&c, i, r);
+            break;
+        }
+        case TW_KIND_FAILURES: {
+            if (!ev->rejected)
+                break;
+            uint32_t rej = r->scope_ip ? i_rej : f_rej, chk = r->scope_ip ? i_chk : f_chk;
+            if ((r->scope_ip ? !ipe : !d->fail_window_s) || rej < r->min_rejected ||
+                (double)rej < r->min_ratio * (double)chk)
+                break;
+            if (r->scope_ip && i_distinct < r->min_distinct_tokens)
+                break;
+            if (!cooled(&c, i, r->scope_ip ? &ipe->cool_until_s : NULL))
+                break;
+            tw_jw_t *w = begin(&c, r);
+            tw_jw_key(w, "scope");
+            tw_jw_cstr(w, r->scope_ip ? "ip" : "token");
+            tw_jw_key(w, "window_s");
+            tw_jw_int(w, r->scope_ip ? d->ip_window_s : d->fail_window_s);
+            tw_jw_key(w, "rejected");
+            tw_jw_int(w, rej);
+            tw_jw_key(w, "checks");
+            tw_jw_int(w, chk);
+            if (r->scope_ip) {
+                tw_jw_key(w, "distinct_tokens");
+                tw_jw_int(w, i_distinct);
+            }
+            finish(&c, i, r);
+            break;
+        }
+        case TW_KIND_GEO_VELOCITY: {
+            if (!located || !prev)
+                break;
+            /* Suppressions: the same address, the same /24 (/48 for IPv6),
+             * the same ASN (when an ASN database answers for both). */
+            if (tw_geo_addr_same_prefix(&prev->addr, &g->addr, g->addr.family == 4 ? 24 : 48))
+                break;
+            if (g->asn && prev->asn == g->asn)
+                break;
+            /* A country-level answer (the centroid, radius of hundreds of
+             * km: a carrier or block GeoIP cannot place better) only says
+             * "somewhere in XX"; inside that country it proves no travel. */
+            if (r->country_level_km > 0 &&
+                (prev->radius_km >= r->country_level_km || g->radius_km >= r->country_level_km) &&
+                prev->country[0] && prev->country[0] == g->country[0] &&
+                prev->country[1] == g->country[1])
+                break;
+            double km = tw_haversine_km(prev->lat, prev->lon, g->lat, g->lon);
+            double after = km - prev->radius_km - g->radius_km;
+            if (after <= 0 || after < r->min_km)
+                break;
+            double hours = (double)(t - prev->time_ns) / (3600.0 * NS_PER_S);
+            if (hours < 0)
+                hours = 0;
+            double kmh = after / fmax(hours, r->min_hours);
+            if (kmh <= r->max_kmh || !cooled(&c, i, NULL))
+                break;
+            tw_baseline_loc_t to;
+            memset(&to, 0, sizeof to);
+            to.time_ns = t;
+            to.city = g->city;
+            to.lat = (float)g->lat;
+            to.lon = (float)g->lon;
+            to.radius_km = g->radius_km;
+            to.country[0] = g->country[0];
+            to.country[1] = g->country[1];
+            to.addr = g->addr;
+            tw_jw_t *w = begin(&c, r);
+            tw_jw_key(w, "from");
+            loc_json(w, prev);
+            tw_jw_key(w, "to");
+            loc_json(w, &to);
+            tw_jw_key(w, "km");
+            tw_jw_double(w, km, 1);
+            tw_jw_key(w, "km_after_radii");
+            tw_jw_double(w, after, 1);
+            tw_jw_key(w, "hours");
+            tw_jw_double(w, hours, 3);
+            tw_jw_key(w, "kmh");
+            tw_jw_double(w, kmh, 1);
+            tw_jw_key(w, "max_kmh");
+            tw_jw_double(w, r->max_kmh, 1);
+            finish(&c, i, r);
+            break;
+        }
+        case TW_KIND_GEO_NEW: {
+            if (!has_cc || !ref)
+                break;
+            bool new_cc = r->countries && !tw_baseline_country_known(b, g->country) &&
+                          !(pb && tw_baseline_country_known(pb, g->country));
+            bool new_asn = r->asns && g->asn && !tw_baseline_asn_known(b, g->asn) &&
+                           !(pb && tw_baseline_asn_known(pb, g->asn));
+            if ((!new_cc && !new_asn) || !cooled(&c, i, NULL))
+                break;
+            tw_jw_t *w = begin(&c, r);
+            tw_jw_key(w, "country");
+            tw_jw_cstr(w, g->country);
+            tw_jw_key(w, "asn");
+            if (g->asn)
+                tw_jw_int(w, g->asn);
+            else
+                tw_jw_null(w);
+            tw_jw_key(w, "known_countries");
+            tw_jw_arr_begin(w);
+            for (int pass = 0; pass < 2; pass++) {
+                const tw_baseline_t *src = pass == 0 ? b : pb;
+                if (!src)
+                    continue;
+                for (unsigned k = 0; k < TW_BASELINE_COUNTRIES && src->countries[k][0]; k++) {
+                    if (pass == 1 && tw_baseline_country_known(b, src->countries[k]))
+                        continue;
+                    tw_jw_str(w, src->countries[k], 2);
+                }
+            }
+            tw_jw_arr_end(w);
+            finish(&c, i, r);
+            break;
+        }
+        case TW_KIND_OFF_HOURS: {
+            if (!accepted)
+                break;
+            double share = 1.0;
+            bool learned_hit = false, policy_hit = false;
+            if (r->learned && ref && ref->hours_total >= r->min_profile) {
+                share = tw_baseline_hours_share(ref, how, r->spread_hours, r->lookback_hours,
+                                                true);
+                learned_hit = share < r->max_share;
+            }
+            if (r->policy && R->has_business_hours) {
+                int32_t boff = 0;
+                tw_tz_offset(d->tz, R->bh_time_zone, (int64_t)ts, &boff);
+                unsigned bhow = tw_hour_of_week((int64_t)ts + boff);
+                int64_t bl = (int64_t)ts + boff;
+                int64_t bmin = ((bl % 86400) + 86400) % 86400 / 60;
+                unsigned wd = bhow / 24;
+                policy_hit = !((R->bh_days >> wd) & 1) || bmin < R->bh_start_min ||
+                             bmin >= R->bh_end_min;
+            }
+            if ((!learned_hit && !policy_hit) || !cooled(&c, i, NULL))
+                break;
+            tw_jw_t *w = begin(&c, r);
+            tw_jw_key(w, "hour_of_week");
+            tw_jw_int(w, how);
+            tw_jw_key(w, "profile_share");
+            tw_jw_double(w, share, 4);
+            tw_jw_key(w, "policy");
+            tw_jw_bool(w, policy_hit);
+            tw_jw_key(w, "time_zone");
+            tw_jw_cstr(w, tzname[0] ? tzname : "UTC");
+            finish(&c, i, r);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+
+    /* Learning from accepted checks. */
+    if (!accepted)
+        return;
+    tw_baseline_hours_add(b, how, local_s);
+    if (pb)
+        tw_baseline_hours_add(pb, how, local_s);
+    if (allow_ip || g->status != TW_GEO_FOUND)
+        return;
+    if (g->located) {
+        tw_baseline_loc_set(b, t, g);
+        if (pb)
+            tw_baseline_loc_set(pb, t, g);
+    }
+    if (g->country[0]) {
+        tw_baseline_country_note(b, g->country);
+        if (pb)
+            tw_baseline_country_note(pb, g->country);
+    }
+    if (g->asn) {
+        tw_baseline_asn_note(b, g->asn);
+        if (pb)
+            tw_baseline_asn_note(pb, g->asn);
+    }
+}
+
+void tw_detect_publish(tw_detect_t *d)
+{
+    if (!d->metrics)
+        return;
+    tw_cell_set_gauge(d->c_tracked, (int64_t)tw_tokens_count(d->tokens));
+    tw_cell_set_gauge(d->c_flagged, (int64_t)d->flagged);
+    tw_cell_set(d->c_evicted, tw_tokens_evicted(d->tokens));
+    if (d->geo) {
+        tw_geo_stats_t s;
+        tw_geo_stats(d->geo, &s);
+        tw_cell_set(d->c_geo[0], s.cache_hits);
+        tw_cell_set(d->c_geo[1], s.tree_walks);
+        tw_cell_set(d->c_geo[2], s.by_status[TW_GEO_NOT_FOUND]);
+        tw_cell_set(d->c_geo[3], s.by_status[TW_GEO_PRIVATE]);
+        tw_cell_set(d->c_geo[4], s.by_status[TW_GEO_INVALID]);
+    }
+}
+
+void tw_detect_stats(const tw_detect_t *d, tw_detect_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->events = d->events;
+    out->anomalies = d->anomalies;
+    out->tokens_tracked = tw_tokens_count(d->tokens);
+    out->tokens_flagged = d->flagged;
+    out->tokens_evicted = tw_tokens_evicted(d->tokens);
+    out->principals_tracked = tw_tokens_count(d->principals);
+    out->ips_tracked = d->ips_used;
+    out->memory_bytes = tw_tokens_memory(d->tokens) + tw_tokens_memory(d->principals) +
+                        d->ip_sets * IP_WAYS * sizeof *d->ips;
+}
+
+const tw_baseline_t *tw_detect_token(tw_detect_t *d, uint64_t token_id)
+{
+    tw_token_t *e = tw_tokens_find(d->tokens, token_id);
+    return e ? &e->b : NULL;
+}

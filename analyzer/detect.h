@@ -1,0 +1,154 @@
+/*
+ * detect.h — detection rules (rules/NAME.json) and the detector that applies
+ * them to every parsed auth event (DESIGN.md "Detection"; docs/detection.md
+ * documents every rule, parameter and default).
+ *
+ * A tw_rules_t is a validated, immutable rules file. A tw_detect_t owns the
+ * token and principal tables (tokens.h), the per-source-IP failure tracker
+ * and the metric counters; it borrows the rules, the GeoIP handle and the
+ * token-id key. tw_detect_event() is the per-event hot path: one keyed hash
+ * of the token (the principal's hash is kept in the token's entry), one
+ * cached GeoIP lookup, O(1) updates, and no allocation in steady state
+ * (the tables allocate a chunk every few thousand new tokens; the event
+ * writer grows until it has seen its longest event).
+ *
+ * Anomalies are delivered as complete JSON lines (events.h) to the sink
+ * callback; the line is valid only during the call.
+ *
+ * Threading: everything runs on the analysis thread, except that the
+ * metric cells it publishes are read by the HTTP thread.
+ */
+#ifndef TW_DETECT_H
+#define TW_DETECT_H
+
+#include "baseline.h"
+#include "common.h"
+#include "format.h"
+#include "geo.h"
+#include "metrics.h"
+#include "tokenid.h"
+
+#define TW_DEFAULT_RULES_FILE "/usr/share/tokenwatch/rules/default.json"
+#define TW_RULES_MAX TW_BASELINE_MAX_RULES
+
+typedef enum {
+    TW_KIND_RATE = 0,
+    TW_KIND_FAILURES,
+    TW_KIND_GEO_VELOCITY,
+    TW_KIND_GEO_NEW,
+    TW_KIND_OFF_HOURS,
+    TW_KIND__COUNT
+} tw_rule_kind_t;
+
+typedef enum { TW_SEV_LOW = 0, TW_SEV_MEDIUM, TW_SEV_HIGH, TW_SEV_CRITICAL } tw_severity_t;
+typedef enum { TW_ACT_FLAG = 0, TW_ACT_FREEZE } tw_action_t;
+
+const char *tw_rule_kind_name(tw_rule_kind_t k);
+const char *tw_severity_name(tw_severity_t s);
+const char *tw_action_name(tw_action_t a);
+
+/* One rule; only the fields of its kind are meaningful. */
+typedef struct tw_rule {
+    char *id;
+    tw_rule_kind_t kind;
+    tw_severity_t severity;
+    tw_action_t action;
+    uint32_t window_s;          /* rate, failures */
+    /* rate */
+    double multiplier, sigmas;
+    uint32_t min_count, ceiling;
+    double alpha;
+    /* failures */
+    bool scope_ip;
+    uint32_t min_rejected, min_distinct_tokens;
+    double min_ratio;
+    /* geo_velocity */
+    double max_kmh, min_km, min_hours, country_level_km;
+    /* geo_new */
+    bool countries, asns;
+    /* off_hours */
+    double max_share;
+    uint32_t spread_hours, lookback_hours, min_profile;
+    bool learned, policy;
+} tw_rule_t;
+
+typedef struct tw_cidr {
+    tw_geo_addr_t addr;        /* masked */
+    uint8_t bits;
+} tw_cidr_t;
+
+typedef struct tw_rules {
+    char *file;
+    uint32_t min_events, min_days, cooldown_s;
+    tw_cidr_t *cidrs;
+    size_t ncidrs;
+    uint64_t *token_ids;       /* sorted */
+    size_t ntoken_ids;
+    bool has_business_hours;
+    char *bh_time_zone;
+    uint8_t bh_days;           /* bit d = weekday d (0 = Monday) is a business day */
+    uint16_t bh_start_min, bh_end_min;   /* minutes after local midnight, start < end */
+    tw_rule_t *rules;
+    size_t nrules;
+} tw_rules_t;
+
+/* Loads and validates a rules file. Errors read "FILE: JSON.PATH: expected
+ * ..." (STYLE.md §6). Unknown keys are errors. */
+int tw_rules_load(tw_rules_t **out, const char *path, tw_err_t *err);
+/* The same from text already in memory; file names the source in errors. */
+int tw_rules_parse(tw_rules_t **out, const char *file, const char *text, size_t len,
+                   tw_err_t *err);
+void tw_rules_free(tw_rules_t *r);   /* NULL-safe */
+
+/* Parses "10.8.0.0/16", "2001:db8::/32" or a bare address (a /32 or /128). */
+int tw_cidr_parse(const char *s, tw_cidr_t *out);
+bool tw_cidr_contains(const tw_cidr_t *c, const tw_geo_addr_t *a);
+
+typedef struct tw_detect tw_detect_t;
+
+/* Receives one anomaly event: a JSON object and its '\n', len bytes. */
+typedef void (*tw_detect_sink_fn)(void *ctx, const char *line, size_t len);
+
+typedef struct tw_detect_opts {
+    const tw_rules_t *rules;     /* borrowed; must outlive the detector or be replaced */
+    tw_geo_t *geo;               /* borrowed; NULL disables the geo rules */
+    const tw_tokenid_t *key;     /* borrowed */
+    size_t max_tokens;           /* token table bound (principals: the same bound) */
+    size_t ip_entries;           /* per-IP failure tracker slots; 0 = 65536 */
+    const char *zoneinfo_dir;    /* NULL = /usr/share/zoneinfo */
+    tw_metrics_t *metrics;       /* NULL: no metric cells (replay) */
+    tw_detect_sink_fn sink;
+    void *sink_ctx;
+} tw_detect_opts_t;
+
+tw_detect_t *tw_detect_new(const tw_detect_opts_t *o);
+void tw_detect_free(tw_detect_t *d);   /* NULL-safe */
+
+/* Switches to new rules (SIGHUP) keeping every baseline; registers metric
+ * series for new rules. Per-token cooldowns are kept by rule position. */
+void tw_detect_set_rules(tw_detect_t *d, const tw_rules_t *rules);
+
+/* The hot path: judges one parsed check of input `input` (a name that
+ * outlives the call). */
+void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev);
+
+/* Copies the counters into the metric cells (after each read round). */
+void tw_detect_publish(tw_detect_t *d);
+
+typedef struct tw_detect_stats {
+    uint64_t events;
+    uint64_t anomalies;
+    uint64_t tokens_tracked;
+    uint64_t tokens_flagged;
+    uint64_t tokens_evicted;
+    uint64_t principals_tracked;
+    uint64_t ips_tracked;
+    size_t memory_bytes;         /* token + principal tables + IP tracker */
+} tw_detect_stats_t;
+
+void tw_detect_stats(const tw_detect_t *d, tw_detect_stats_t *out);
+
+/* The baseline of a token id, or NULL (tests, the API later). */
+const tw_baseline_t *tw_detect_token(tw_detect_t *d, uint64_t token_id);
+
+#endif
