@@ -277,6 +277,13 @@ static void reload(tw_daemon_t *d)
 {
     tw_err_t err;
     tw_config_t *nc;
+    /* SIGHUP is also logrotate's "reopen your output": do it first, so it
+     * happens even when the new config is refused. */
+    if (d->events) {
+        flush_events(d);
+        if (tw_events_file_reopen(d->events, &err) != 0)
+            tw_error("%s", err.msg);
+    }
     if (tw_config_load(&nc, d->cfg->file, &err) != 0) {
         tw_error("reload refused, keeping the running configuration: %s", err.msg);
         return;

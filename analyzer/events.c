@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,8 +335,35 @@ void tw_events_file_append(tw_events_file_t *f, const char *line, size_t len)
     f->len += len;
 }
 
+int tw_events_file_reopen(tw_events_file_t *f, tw_err_t *err)
+{
+    int fd = open(f->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return tw_err_set(err, "%s: cannot reopen the events file: %s", f->path,
+                          strerror(errno));
+    close(f->fd);
+    f->fd = fd;
+    return 0;
+}
+
+/* True when the path no longer names the open file (renamed or deleted by
+ * logrotate): the next events must go to a new file at the path. */
+static bool moved_away(const tw_events_file_t *f)
+{
+    struct stat at_path, open_st;
+    if (fstat(f->fd, &open_st) != 0)
+        return false;
+    if (stat(f->path, &at_path) != 0)
+        return errno == ENOENT;
+    return at_path.st_dev != open_st.st_dev || at_path.st_ino != open_st.st_ino;
+}
+
 int tw_events_file_flush(tw_events_file_t *f, tw_err_t *err)
 {
+    /* One stat per round with events to write: rotation without a SIGHUP
+     * (a rename or delete by logrotate) is followed as well. */
+    if (f->len > 0 && moved_away(f) && tw_events_file_reopen(f, err) != 0)
+        return -1;
     size_t off = 0;
     while (off < f->len) {
         ssize_t w = write(f->fd, f->buf + off, f->len - off);

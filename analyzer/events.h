@@ -96,6 +96,9 @@ void tw_events_file_free(tw_events_file_t *f);   /* flushes; NULL-safe */
 void tw_events_file_append(tw_events_file_t *f, const char *line, size_t len);
 /* Returns 0, or -1 (err filled) when the write failed. */
 int tw_events_file_flush(tw_events_file_t *f, tw_err_t *err);
+/* Closes the file and opens its path again (SIGHUP after logrotate). A flush
+ * also reopens by itself when the path no longer names the open file. */
+int tw_events_file_reopen(tw_events_file_t *f, tw_err_t *err);
 uint64_t tw_events_file_dropped(const tw_events_file_t *f);
 const char *tw_events_file_path(const tw_events_file_t *f);
 

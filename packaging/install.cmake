@@ -67,15 +67,16 @@ endforeach()
 add_custom_target(tw_manpages ALL DEPENDS ${tw_man_outputs})
 
 install(TARGETS tokenwatch RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-# Formats (and detection rules as they arrive) to share/tokenwatch/; the demo
-# config points at /tmp and the schemas have their own place.
-install(DIRECTORY rules/ DESTINATION ${CMAKE_INSTALL_DATADIR}/tokenwatch
-        FILES_MATCHING PATTERN "*.json"
-        PATTERN "demo.json" EXCLUDE
-        PATTERN "*.schema.json" EXCLUDE)
-install(FILES rules/tokenwatch.schema.json rules/format.schema.json
+# Formats to share/tokenwatch/formats and the default detection rules to
+# share/tokenwatch/rules/default.json: the paths the binary defaults to
+# (TW_DEFAULT_FORMATS_DIR, TW_DEFAULT_RULES_FILE). The demo config points at
+# /tmp and is not installed; the schemas have their own place.
+install(DIRECTORY rules/formats DESTINATION ${CMAKE_INSTALL_DATADIR}/tokenwatch
+        FILES_MATCHING PATTERN "*.json")
+install(FILES rules/default.json DESTINATION ${CMAKE_INSTALL_DATADIR}/tokenwatch/rules)
+install(FILES rules/tokenwatch.schema.json rules/format.schema.json rules/rules.schema.json
         DESTINATION ${CMAKE_INSTALL_DATADIR}/tokenwatch/schema)
-install(FILES docs/configuration.md docs/install.md README.md
+install(FILES docs/configuration.md docs/install.md docs/detection.md README.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${TW_GEN}/tokenwatch.json DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(FILES ${TW_GEN}/tokenwatch.service DESTINATION ${TW_SYSTEMD_UNIT_DIR})

@@ -222,7 +222,10 @@ def inspect(bdir, deb):
                  "./usr/share/tokenwatch/schema/tokenwatch.schema.json",
                  "./usr/share/tokenwatch/schema/format.schema.json",
                  "./usr/share/doc/tokenwatch/configuration.md",
-                 "./usr/share/doc/tokenwatch/install.md"]:
+                 "./usr/share/doc/tokenwatch/install.md",
+                 "./usr/share/tokenwatch/rules/default.json",
+                 "./usr/share/tokenwatch/schema/rules.schema.json",
+                 "./usr/share/doc/tokenwatch/detection.md"]:
         check(want in names, f"{want} is not in the package")
     for fmt in glob.glob(os.path.join(SRC, "rules", "formats", "*.json")):
         want = "./usr/share/tokenwatch/formats/" + os.path.basename(fmt)
@@ -304,6 +307,20 @@ def installed_checks(tmp, version):
         p = run(cmd)
         check(f"{nformats} formats (/usr/share/tokenwatch/formats)" in p.stdout, p.stdout)
     log("tokenwatch check: " + p.stdout.strip())
+
+    # The installed config finds the installed default rules: replay as the
+    # service user runs detection (its summary has a "detect:" line).
+    sample = os.path.join(tmp, "sample.log")
+    with open(sample, "w") as f:
+        f.write("2026-11-29T07:57:53Z ip=203.0.113.7 user=alice "
+                "token=at-3f9a1c2b7d4e9f2c path=/v1/orders result=ok\n")
+    os.chmod(tmp, 0o755)
+    os.chmod(sample, 0o644)
+    p = run(["runuser", "-u", PKG, "--", "tokenwatch", "replay", "--format", "generic-text",
+             sample])
+    check("detect:" in p.stderr and "detection is off" not in p.stderr,
+          f"installed replay does not run detection: {p.stderr!r}")
+    check("lines=1 checks=1" in p.stderr, f"installed replay summary: {p.stderr!r}")
 
     pw = getent("passwd", PKG).split(":")
     check(len(pw) == 7 and int(pw[2]) < 1000, f"not a system user: {pw}")
