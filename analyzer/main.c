@@ -41,7 +41,14 @@ struct tw_config *tw_cli_load_config(const tw_cli_t *cli)
     tw_config_t *c;
     tw_err_t err;
     if (tw_config_load(&c, cli->config, &err) != 0) {
-        fprintf(stderr, "tokenwatch: %s\n", err.msg);
+        /* With --log-format json a log shipper parses stderr: keep the
+         * refusal a JSON record too. */
+        if (cli->log_format == TW_LOG_JSON) {
+            tw_log_setup(TW_LOG_INFO, TW_LOG_JSON);
+            tw_error("%s", err.msg);
+        } else {
+            fprintf(stderr, "tokenwatch: %s\n", err.msg);
+        }
         return NULL;
     }
     tw_log_setup((tw_log_level_t)(cli->log_level >= 0 ? cli->log_level : c->log_level),
