@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int tw_parse_listen(const char *s, char **addr, uint16_t *port, tw_err_t *err)
@@ -53,10 +54,13 @@ int tw_parse_listen(const char *s, char **addr, uint16_t *port, tw_err_t *err)
     return 0;
 }
 
-static bool valid_input_name(const char *s)
+/* 1 to max characters from [A-Za-z0-9_.-]: input names (max 64) and the
+ * syslog ident (max 32: RFC 3164's TAG, which every syslog daemon in use
+ * also takes with '_', '.' and '-'). */
+static bool valid_name(const char *s, size_t max)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 64)
+    if (n == 0 || n > max)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
@@ -70,12 +74,14 @@ static bool valid_input_name(const char *s)
 static const char *const top_keys[] = {"state_dir", "formats_dir", "log_level",
                                        "state_interval_ms", "http", "follow", "inputs",
                                        "geoip", "rules_file", "events_file", "max_tokens",
-                                       NULL};
+                                       "syslog", NULL};
 static const char *const geoip_keys[] = {"city_db", "asn_db", "cache_entries", NULL};
 static const char *const http_keys[] = {"listen", "max_connections", "timeout_s", NULL};
 static const char *const follow_keys[] = {"max_line_bytes", "read_block_bytes",
                                           "rotate_wait_ms", "poll_interval_ms", "inotify",
                                           NULL};
+static const char *const syslog_keys[] = {"enabled", "ident", "facility", "severity_min",
+                                          "socket", "max_per_round", NULL};
 static const char *const input_keys[] = {"name", "path", "format", "start", NULL};
 
 static int load_http(const tw_jv_t *jv, const cJSON *root, tw_config_t *c)
@@ -157,7 +163,7 @@ static int load_inputs(const tw_jv_t *jv, const cJSON *root, const char *dir,
             tw_jv_string(jv, in, p, "format", true, NULL, &format) ||
             tw_jv_string(jv, in, p, "start", false, "end", &start))
             return -1;
-        if (!valid_input_name(name))
+        if (!valid_name(name, 64))
             return tw_jv_fail(jv, tw_jv_join(q, p, "name"),
                               "expected 1 to 64 characters from [A-Za-z0-9_.-], got \"%s\"",
                               name);
@@ -216,6 +222,52 @@ static int check_readable(const tw_jv_t *jv, const char *path, const char *resol
     return 0;
 }
 
+static int load_syslog(const tw_jv_t *jv, const cJSON *root, const char *dir, tw_config_t *c)
+{
+    const cJSON *s;
+    if (tw_jv_get_object(jv, root, "", "syslog", syslog_keys, &s) != 0)
+        return -1;
+    if (!s)
+        return 0;
+    bool enabled;
+    const char *ident, *facility, *sev, *sock;
+    long long per_round;
+    if (tw_jv_bool(jv, s, "syslog", "enabled", true, &enabled) ||
+        tw_jv_string(jv, s, "syslog", "ident", false, "tokenwatch", &ident) ||
+        tw_jv_string(jv, s, "syslog", "facility", false, "authpriv", &facility) ||
+        tw_jv_string(jv, s, "syslog", "severity_min", false, "low", &sev) ||
+        tw_jv_string(jv, s, "syslog", "socket", false, TW_SYSLOG_DEFAULT_SOCKET, &sock) ||
+        tw_jv_int(jv, s, "syslog", "max_per_round", 1, 1000000, TW_SYSLOG_PER_ROUND_DEFAULT,
+                  &per_round))
+        return -1;
+    if (!valid_name(ident, 32))
+        return tw_jv_fail(jv, "syslog.ident",
+                          "expected 1 to 32 characters from [A-Za-z0-9_.-], got \"%s\"", ident);
+    c->syslog.facility = tw_syslog_facility_parse(facility);
+    if (c->syslog.facility < 0)
+        return tw_jv_fail(jv, "syslog.facility",
+                          "expected \"auth\", \"authpriv\", \"daemon\", \"user\" or "
+                          "\"local0\" to \"local7\", got \"%s\"",
+                          facility);
+    c->syslog.severity_min = tw_syslog_severity_parse(sev);
+    if (c->syslog.severity_min < 0)
+        return tw_jv_fail(jv, "syslog.severity_min",
+                          "expected \"low\", \"medium\", \"high\" or \"critical\", got \"%s\"",
+                          sev);
+    char *resolved = tw_path_join(dir, sock);
+    if (strlen(resolved) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+        tw_jv_fail(jv, "syslog.socket", "expected a socket path of at most %zu bytes, \"%s\" "
+                   "is longer", sizeof(((struct sockaddr_un *)0)->sun_path) - 1, resolved);
+        free(resolved);
+        return -1;
+    }
+    c->syslog.enabled = enabled;
+    c->syslog.ident = tw_xstrdup(ident);
+    c->syslog.socket = resolved;
+    c->syslog.max_per_round = (unsigned)per_round;
+    return 0;
+}
+
 static int load_detection(const tw_jv_t *jv, const cJSON *root, const char *dir,
                           tw_config_t *c)
 {
@@ -248,6 +300,8 @@ static int load_detection(const tw_jv_t *jv, const cJSON *root, const char *dir,
         tw_jv_int(jv, root, "", "max_tokens", 1000, TW_TOKENS_MAX, 1000000, &max_tokens))
         return -1;
     c->max_tokens = (size_t)max_tokens;
+    if (load_syslog(jv, root, dir, c) != 0)
+        return -1;
     c->events_file = events ? tw_path_join(dir, events)
                             : tw_path_join(c->state_dir, "events.jsonl");
     if (rules) {
@@ -343,6 +397,7 @@ void tw_config_free(tw_config_t *c)
     free(c->geo_asn_db);
     free(c->rules_file);
     free(c->events_file);
+    tw_syslog_conf_free(&c->syslog);
     free(c->file);
     free(c->state_dir);
     free(c->formats_dir);

@@ -16,6 +16,7 @@
 #include "common.h"
 #include "detect.h"
 #include "format.h"
+#include "syslogsink.h"
 #include "tail.h"
 
 #define TW_DEFAULT_CONFIG "/etc/tokenwatch/tokenwatch.json"
@@ -59,6 +60,7 @@ typedef struct tw_config {
     bool rules_missing;          /* rules_file not given and the default absent */
     char *events_file;           /* default STATE_DIR/events.jsonl */
     size_t max_tokens;
+    tw_syslog_conf_t syslog;     /* enabled false without a "syslog" section */
 } tw_config_t;
 
 /* Loads and validates path. Returns 0 and *out, or -1 with err filled. */

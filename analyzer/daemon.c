@@ -13,7 +13,10 @@
  * Detection: one detector (detect.h) judges every input's checks; its
  * anomaly events are appended to events_file and flushed once per read
  * round. Baselines live in memory only (persistence is a later issue); a
- * reload switches rules and keeps every baseline.
+ * reload switches rules and keeps every baseline. With a "syslog" section
+ * the same lines also go to syslog (syslogsink.h), queued by the same sink
+ * callback and sent at the same flush; a reload that changes the section
+ * replaces the syslog sink, and never touches the events file's behaviour.
  */
 #include "cli.h"
 #include "config.h"
@@ -25,6 +28,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 #include "state.h"
+#include "syslogsink.h"
 #include "tail.h"
 #include "tokenid.h"
 
@@ -85,6 +89,9 @@ typedef struct tw_daemon {
     tw_detect_t *det;
     tw_events_file_t *events;
     tw_log_limit_t events_limit;
+    tw_syslog_t *syslog;        /* NULL unless detection is on and syslog enabled */
+    tw_syslog_cells_t syslog_cells;
+    tw_log_limit_t syslog_limit;
     int cli_log_level;          /* -1: the config's */
     int log_format;
 } tw_daemon_t;
@@ -179,6 +186,8 @@ static void on_anomaly(void *ctx, const char *line, size_t len)
 {
     tw_daemon_t *d = ctx;
     tw_events_file_append(d->events, line, len);
+    if (d->syslog)
+        tw_syslog_append(d->syslog, line, len);
 }
 
 static void flush_events(tw_daemon_t *d)
@@ -188,6 +197,30 @@ static void flush_events(tw_daemon_t *d)
     tw_err_t err;
     if (tw_events_file_flush(d->events, &err) != 0)
         tw_log_limited(&d->events_limit, TW_LOG_ERROR, "events file: %s", err.msg);
+    if (d->syslog && tw_syslog_flush(d->syslog, &err) != 0)
+        tw_log_limited(&d->syslog_limit, TW_LOG_WARN, "syslog: %s", err.msg);
+}
+
+/* Makes the syslog sink match conf: started, replaced or stopped. Called at
+ * start and on each reload (detection on only: without it there are no
+ * events). Whatever is queued goes out through the old sink first. */
+static void apply_syslog(tw_daemon_t *d, const tw_syslog_conf_t *old,
+                         const tw_syslog_conf_t *conf)
+{
+    if (d->syslog && old && tw_syslog_conf_equal(old, conf))
+        return;
+    if (d->syslog) {
+        tw_syslog_free(d->syslog);   /* flushes */
+        d->syslog = NULL;
+        if (!conf->enabled)
+            tw_info("syslog output off");
+    }
+    if (!conf->enabled)
+        return;
+    d->syslog = tw_syslog_new(conf, &d->syslog_cells);
+    tw_info("syslog output on: %s, ident %s, facility %s, severity %s and above",
+            conf->socket, conf->ident, tw_syslog_facility_name(conf->facility),
+            tw_severity_name((tw_severity_t)conf->severity_min));
 }
 
 static bool rules_use_geo(const tw_rules_t *r)
@@ -228,6 +261,7 @@ static int start_detection(tw_daemon_t *d, tw_err_t *err)
         .sink_ctx = d,
     };
     d->det = tw_detect_new(&o);
+    apply_syslog(d, NULL, &c->syslog);
     tw_info("detection on: %zu rules from %s, events to %s%s", c->rules->nrules,
             c->rules_file, c->events_file, d->geo ? "" : ", no GeoIP");
     return 0;
@@ -317,6 +351,8 @@ static void reload(tw_daemon_t *d)
      * restart: the detector and its key are built at start.) */
     if (d->det && nc->rules)
         tw_detect_set_rules(d->det, nc->rules);
+    if (d->det)
+        apply_syslog(d, &d->cfg->syslog, &nc->syslog);
     tw_config_free(d->cfg);   /* its formats and rules are no longer referenced */
     d->cfg = nc;
     tw_log_setup((tw_log_level_t)(d->cli_log_level >= 0 ? d->cli_log_level : nc->log_level),
@@ -341,6 +377,18 @@ static void register_daemon_metrics(tw_daemon_t *d)
                           "State snapshots that could not be written.", TW_METRIC_COUNTER,
                           0, NULL);
     d->c_save_failures = tw_family_cell(f, NULL);
+    f = tw_metrics_family(d->metrics, "tokenwatch_syslog_sent_total",
+                          "Anomaly events sent to syslog.", TW_METRIC_COUNTER, 0, NULL);
+    d->syslog_cells.sent = tw_family_cell(f, NULL);
+    static const char *const reason_label[] = {"reason"};
+    f = tw_metrics_family(d->metrics, "tokenwatch_syslog_dropped_total",
+                          "Anomaly events not sent to syslog: reason=\"limit\" beyond "
+                          "syslog.max_per_round in one read round, reason=\"error\" when the "
+                          "send failed (no receiver, its queue full).",
+                          TW_METRIC_COUNTER, 1, reason_label);
+    const char *limit[] = {"limit"}, *error[] = {"error"};
+    d->syslog_cells.dropped_limit = tw_family_cell(f, limit);
+    d->syslog_cells.dropped_error = tw_family_cell(f, error);
 }
 
 static int start(tw_daemon_t *d, tw_err_t *err)
@@ -403,6 +451,7 @@ static void stop(tw_daemon_t *d)
     free(d->retired);
     tw_tail_free(d->tail);
     tw_events_file_free(d->events);   /* flushes */
+    tw_syslog_free(d->syslog);        /* flushes */
     tw_detect_free(d->det);
     tw_geo_close(d->geo);
     tw_tokenid_free(d->key);

@@ -273,6 +273,19 @@ CONFIG_CASES = [
     ("max-tokens-too-small", {"max_tokens": 999}, "max_tokens"),
     ("max-tokens-too-big", {"max_tokens": 268435457}, "max_tokens"),
     ("max-tokens-fraction", {"max_tokens": 5000.5}, "max_tokens"),
+    ("syslog-true", {"syslog": True}, "syslog"),
+    ("syslog-unknown-key", {"syslog.host": "loghost"}, "syslog.host"),
+    ("syslog-enabled-string", {"syslog.enabled": "yes"}, "syslog.enabled"),
+    ("syslog-facility-unknown", {"syslog.facility": "kern"}, "syslog.facility"),
+    ("syslog-facility-upper", {"syslog.facility": "AUTHPRIV"}, "syslog.facility"),
+    ("syslog-facility-local8", {"syslog.facility": "local8"}, "syslog.facility"),
+    ("syslog-severity-unknown", {"syslog.severity_min": "info"}, "syslog.severity_min"),
+    ("syslog-ident-empty", {"syslog.ident": ""}, "syslog.ident"),
+    ("syslog-ident-space", {"syslog.ident": "token watch"}, "syslog.ident"),
+    ("syslog-ident-too-long", {"syslog.ident": "x" * 33}, "syslog.ident"),
+    ("syslog-socket-empty", {"syslog.socket": ""}, "syslog.socket"),
+    ("syslog-per-round-zero", {"syslog.max_per_round": 0}, "syslog.max_per_round"),
+    ("syslog-per-round-too-big", {"syslog.max_per_round": 1000001}, "syslog.max_per_round"),
 ]
 
 
@@ -301,6 +314,7 @@ CHECK_ONLY_CONFIGS = [
      "geoip.city_db"),
     ("geoip-asn-db-directory", {"geoip": {"city_db": CITY_DB, "asn_db": GEOIP_DIR}},
      "geoip.asn_db"),
+    ("syslog-socket-too-long", {"syslog.socket": "/" + "s" * 108}, "syslog.socket"),
 ]
 
 VALID_CONFIGS = [
@@ -320,6 +334,11 @@ VALID_CONFIGS = [
                         "max_tokens": 1000}),
     ("detection-limits", {"geoip": {"city_db": CITY_DB, "cache_entries": 16777216},
                           "max_tokens": 268435456}),
+    ("syslog-every-key", {"syslog": {"enabled": True, "ident": "tw.audit-1", "facility": "local7",
+                                     "severity_min": "critical", "socket": "/run/log.sock",
+                                     "max_per_round": 1000000}}),
+    ("syslog-defaults", {"syslog": {}}),
+    ("syslog-disabled", {"syslog": {"enabled": False, "max_per_round": 1}}),
 ]
 
 # Invalid format files: (name, document, JSON path).
@@ -755,6 +774,7 @@ KEY_ARRAYS = {
     ("analyzer/config.c", "", "follow_keys"): (CONFIG_SCHEMA, "#/properties/follow"),
     ("analyzer/config.c", "", "input_keys"): (CONFIG_SCHEMA, "#/properties/inputs/items"),
     ("analyzer/config.c", "", "geoip_keys"): (CONFIG_SCHEMA, "#/properties/geoip"),
+    ("analyzer/config.c", "", "syslog_keys"): (CONFIG_SCHEMA, "#/properties/syslog"),
     ("analyzer/format.c", "build_format", "keys"): (FORMAT_SCHEMA, "#"),
     ("analyzer/format.c", "read_matcher", "keys"): (FORMAT_SCHEMA, "#/$defs/matcher"),
     ("analyzer/format.c", "", "field_names"): (FORMAT_SCHEMA, "#/properties/fields"),
@@ -784,6 +804,7 @@ PREFIXES = {
     '""': "#", '"http"': "#/properties/http", '"follow"': "#/properties/follow",
     "p": "#/properties/inputs/items",   # load_inputs: p = "inputs[i]"
     '"geoip"': "#/properties/geoip",
+    '"syslog"': "#/properties/syslog",
 }
 # The same for the rules file (detect.c). "p" is "rules[i]": the common rule
 # keys before load_rule's switch, the kind's own keys in its case.
@@ -1010,6 +1031,14 @@ class Drift(unittest.TestCase):
         fc = c_source("analyzer/format.c")
         types = re.findall(r'strcmp\(type->valuestring,\s*"(\w+)"\)', fc)
         self.assertEqual(sorted(fmt_schema["properties"]["type"]["enum"]), sorted(types))
+
+    def test_syslog_enums(self):
+        # Facilities: syslogsink.c's table; severities: detect.c's names.
+        syslog = resolve(self.config, "#/properties/syslog")["properties"]
+        self.assertEqual(syslog["facility"]["enum"],
+                         string_arrays("analyzer/syslogsink.c")[("", "facility_names")])
+        self.assertEqual(syslog["severity_min"]["enum"],
+                         string_arrays("analyzer/detect.c")[("", "sev_names")])
 
     def test_rules_file_default(self):
         # config.c passes NULL and falls back to TW_DEFAULT_RULES_FILE itself.
