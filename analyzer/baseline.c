@@ -164,6 +164,43 @@ void tw_baseline_hours_add(tw_baseline_t *b, unsigned how, int64_t local_s)
     b->hours_total++;
 }
 
+/* Floor division: the local hour index; two times in one hour also share
+ * the week tw_baseline_hours_add() derives (days and weeks are whole hours). */
+static int32_t local_hour(int64_t local_s)
+{
+    int64_t h = local_s >= 0 ? local_s / 3600 : (local_s - 3599) / 3600;
+    return h > INT32_MAX ? INT32_MAX : h < INT32_MIN ? INT32_MIN : (int32_t)h;
+}
+
+void tw_baseline_hours_flush(tw_baseline_t *b)
+{
+    if (!b->hours_pend)
+        return;
+    int64_t local_s = (int64_t)b->hours_pend_hour * 3600;
+    for (unsigned i = 0; i < b->hours_pend; i++)
+        tw_baseline_hours_add(b, b->hours_pend_how, local_s);
+    b->hours_pend = 0;
+}
+
+void tw_baseline_hours_defer(tw_baseline_t *b, unsigned how, int64_t local_s)
+{
+    if (how >= TW_BASELINE_HOURS)
+        return;
+    int32_t hour = local_hour(local_s);
+    /* The clamp above could merge distinct far-off hours: add those now. */
+    if (hour == INT32_MAX || hour == INT32_MIN) {
+        tw_baseline_hours_flush(b);
+        tw_baseline_hours_add(b, how, local_s);
+        return;
+    }
+    if (b->hours_pend &&
+        (hour != b->hours_pend_hour || how != b->hours_pend_how || b->hours_pend == UINT16_MAX))
+        tw_baseline_hours_flush(b);
+    b->hours_pend_hour = hour;
+    b->hours_pend_how = (uint8_t)how;
+    b->hours_pend++;
+}
+
 double tw_baseline_hours_share(const tw_baseline_t *b, unsigned how, unsigned spread,
                                unsigned lookback, bool per_day)
 {

@@ -79,16 +79,27 @@ typedef struct tw_baseline {
 
     tw_fail_window_t fail;
 
+    /* Uses deferred by tw_baseline_hours_defer(): hours_pend uses in local
+     * hour hours_pend_hour (hour-of-week hours_pend_how), not yet in hours[].
+     * They live here, beside the fields every event touches, so a token
+     * busy within one hour touches its profile once per hour, not per use. */
+    int32_t hours_pend_hour;
+    uint16_t hours_pend;
+    uint8_t hours_pend_how;
+
     /* Hour-of-week profile (0 = Monday 00:00 local), uint8 counts; halved
      * when one saturates and at each new week (decay). */
     uint32_t hours_week;           /* week index of the last decay */
-    uint32_t hours_total;          /* sum of hours[] */
-    uint8_t hours[TW_BASELINE_HOURS];
+    uint32_t hours_total;          /* sum of hours[] (pending uses not included) */
 
+    /* Fields above and the next three are the hot part: read or written
+     * by most events. The profile and the cooldowns below are colder. */
     tw_baseline_loc_t loc;
 
     char countries[TW_BASELINE_COUNTRIES][2];   /* most recent first; "\0\0" empty */
     uint32_t asns[TW_BASELINE_ASNS];            /* most recent first; 0 empty */
+
+    uint8_t hours[TW_BASELINE_HOURS];
 
     /* Per rule index: event time (seconds) before which the rule stays
      * quiet for this token. */
@@ -124,6 +135,14 @@ unsigned tw_hour_of_week(int64_t local_s);
 /* Adds one use in hour-of-week `how` (local), decaying by half for every
  * week (of local time) since the last decay and whenever a count saturates. */
 void tw_baseline_hours_add(tw_baseline_t *b, unsigned how, int64_t local_s);
+
+/* Same as tw_baseline_hours_add(), but a use in the same local hour as the
+ * previous deferred one is only counted in the hot fields; the profile is
+ * updated (with exactly the adds the eager calls would have made, in order)
+ * when the hour changes or by tw_baseline_hours_flush(). Readers of hours[]
+ * or hours_total must flush first. */
+void tw_baseline_hours_defer(tw_baseline_t *b, unsigned how, int64_t local_s);
+void tw_baseline_hours_flush(tw_baseline_t *b);
 
 /* Share (0..1) of the profile from spread + lookback hours before `how` to
  * spread hours after it, summed over every day of the week when per_day is

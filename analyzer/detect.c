@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -867,9 +868,19 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
     tw_tokens_prefetch(d->tokens, id);
     tw_geo_result_t *g = &d->g;
     geo_of(d, ev->ip, g);
+    /* The IP tracker's set is another likely miss: start it now so it
+     * overlaps the token table's. */
+    if (d->ip_window_s && g->addr.family) {
+        const char *set =
+            (const char *)&d->ips[(ip_hash(d, &g->addr) & (d->ip_sets - 1)) * IP_WAYS];
+        for (size_t off = 0; off < IP_WAYS * sizeof *d->ips + 63; off += 64)
+            __builtin_prefetch(set + off, 1, 3);
+    }
     bool created;
     tw_token_t *te = tw_tokens_get(d->tokens, id, ev->rejected, &created);
-    for (size_t off = 0; off < 320; off += 64)
+    /* The hot part of the entry (tokens.h: id, aux; baseline.h: up to and
+     * including asns), up to four lines as entries are not line-aligned. */
+    for (size_t off = 0; off < offsetof(tw_token_t, b.hours) + 63; off += 64)
         __builtin_prefetch((const char *)te + off, 1, 3);
     /* The source IP's failure tracker (its own clock: the event's time). */
     uint32_t ip_s = secs_u32(ev->time_ns);
@@ -911,7 +922,7 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
     /* The baseline learned-behaviour rules judge against: the token's own
      * once it has learned, else its principal's (a rotated token of a known
      * user is judged from its first use), else none (still learning). */
-    const tw_baseline_t *ref = tmature ? b : (pmature ? pb : NULL);
+    tw_baseline_t *ref = tmature ? b : (pmature ? pb : NULL);
 
     ctx_t c = {.d = d, .input = input, .ev = ev, .id = id, .te = te, .g = g, .ts = ts};
 
@@ -1099,6 +1110,8 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
                 break;
             double share = 1.0;
             bool learned_hit = false, policy_hit = false;
+            if (r->learned && ref)
+                tw_baseline_hours_flush(ref);
             if (r->learned && ref && ref->hours_total >= r->min_profile) {
                 share = tw_baseline_hours_share(ref, how, r->spread_hours, r->lookback_hours,
                                                 true);
@@ -1136,9 +1149,9 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
     /* Learning from accepted checks. */
     if (!accepted)
         return;
-    tw_baseline_hours_add(b, how, local_s);
+    tw_baseline_hours_defer(b, how, local_s);
     if (pb)
-        tw_baseline_hours_add(pb, how, local_s);
+        tw_baseline_hours_defer(pb, how, local_s);
     if (allow_ip || g->status != TW_GEO_FOUND)
         return;
     if (g->located) {
@@ -1193,5 +1206,8 @@ void tw_detect_stats(const tw_detect_t *d, tw_detect_stats_t *out)
 const tw_baseline_t *tw_detect_token(tw_detect_t *d, uint64_t token_id)
 {
     tw_token_t *e = tw_tokens_find(d->tokens, token_id);
-    return e ? &e->b : NULL;
+    if (!e)
+        return NULL;
+    tw_baseline_hours_flush(&e->b);
+    return &e->b;
 }

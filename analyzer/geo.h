@@ -18,8 +18,9 @@
  *   cached per database network (see "Cache" below) and strings are interned.
  *
  * Cache: a fixed array of cache_entries slots (4-way set associative, CLOCK
- * replacement within a set), indexed by SipHash-1-3 with a random key drawn
- * at open — the keys are attacker-chosen IPs, so collisions cannot be aimed.
+ * replacement within a set), indexed by a keyed multiply-fold hash with a
+ * random key drawn at open — the keys are attacker-chosen IPs, so collisions
+ * cannot be aimed, and one that was found could only evict within one set.
  * An entry covers the whole aligned block around the address that the
  * database network contains: the /24 (IPv4) or /48 or /64 (IPv6) when the
  * database network (intersected with the ASN network) is at least that wide,
