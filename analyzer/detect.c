@@ -693,18 +693,25 @@ static bool ip_allowed(const tw_rules_t *R, const tw_geo_addr_t *a)
     return false;
 }
 
-static void geo_of(tw_detect_t *d, tw_slice_t ip, tw_geo_result_t *g)
+/* The lookup for an address parsed by the caller (a is NULL when the text
+ * was empty or not an address). */
+static void geo_of(tw_detect_t *d, const tw_geo_addr_t *a, tw_geo_result_t *g)
 {
+    if (d->geo && a) {
+        tw_geo_lookup_addr(d->geo, a, g);
+        return;
+    }
     if (d->geo) {
-        tw_geo_lookup(d->geo, ip.p, ip.n, g);
+        tw_geo_lookup(d->geo, "", 0, g);   /* counts the invalid address */
         return;
     }
     memset(g, 0, sizeof *g);
     g->city = g->time_zone = g->asn_org = "";
-    if (ip.n == 0 || tw_geo_addr_parse(ip.p, ip.n, &g->addr) != 0) {
+    if (!a) {
         g->addr.family = 0;
         g->status = TW_GEO_INVALID;
     } else {
+        g->addr = *a;
         g->status = tw_geo_addr_is_private(&g->addr) ? TW_GEO_PRIVATE : TW_GEO_NOT_FOUND;
     }
 }
@@ -861,23 +868,33 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
     if (!R || ev->token.n == 0)
         return;
     d->events++;
+    /* Cache misses dominate: start loading the GeoIP cache's tag line and
+     * the IP tracker's set from the parsed address first, then the token
+     * table's index slot once the id is hashed; do the GeoIP lookup while
+     * the slot arrives, then start loading the entry (header, windows, hour
+     * profile) and do the IP tracker. */
+    tw_geo_addr_t addr;
+    const tw_geo_addr_t *ap = NULL;
+    if (ev->ip.n && tw_geo_addr_parse(ev->ip.p, ev->ip.n, &addr) == 0) {
+        ap = &addr;
+        if (d->geo)
+            tw_geo_prefetch(d->geo, ap);
+        if (d->ip_window_s) {
+            const char *set =
+                (const char *)&d->ips[(ip_hash(d, ap) & (d->ip_sets - 1)) * IP_WAYS];
+            for (size_t off = 0; off < IP_WAYS * sizeof *d->ips + 63; off += 64)
+                __builtin_prefetch(set + off, 1, 3);
+        }
+    }
     uint64_t id = tw_tokenid_of(d->key, ev->token);
-    /* A big table costs cache misses (index slot, then entry): start
-     * loading the slot, do the GeoIP lookup meanwhile, then start loading
-     * the entry (header, windows, hour profile) and do the IP tracker. */
     tw_tokens_prefetch(d->tokens, id);
     tw_geo_result_t *g = &d->g;
-    geo_of(d, ev->ip, g);
-    /* The IP tracker's set is another likely miss: start it now so it
-     * overlaps the token table's. */
-    if (d->ip_window_s && g->addr.family) {
-        const char *set =
-            (const char *)&d->ips[(ip_hash(d, &g->addr) & (d->ip_sets - 1)) * IP_WAYS];
-        for (size_t off = 0; off < IP_WAYS * sizeof *d->ips + 63; off += 64)
-            __builtin_prefetch(set + off, 1, 3);
-    }
+    geo_of(d, ap, g);
+    /* Recency at minute granularity (tokens.h): a token used again within
+     * the minute of its last move to the front stays put. */
+    uint32_t minute = (uint32_t)(ev->time_ns / (60 * (int64_t)1000000000));
     bool created;
-    tw_token_t *te = tw_tokens_get(d->tokens, id, ev->rejected, &created);
+    tw_token_t *te = tw_tokens_get_at(d->tokens, id, ev->rejected, minute, &created);
     /* The hot part of the entry (tokens.h: id, aux; baseline.h: up to and
      * including asns), up to four lines as entries are not line-aligned. */
     for (size_t off = 0; off < offsetof(tw_token_t, b.hours) + 63; off += 64)
@@ -914,7 +931,7 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
         te->aux = tw_tokenid_of(d->key, ev->user) | 1;   /* 0 means "none" */
     if (te->aux) {
         bool pc;
-        pb = &tw_tokens_get(d->principals, te->aux, false, &pc)->b;
+        pb = &tw_tokens_get_at(d->principals, te->aux, false, minute, &pc)->b;
         tw_baseline_touch(pb, t);
     }
     bool tmature = tw_baseline_mature(b, R->min_events, R->min_days);

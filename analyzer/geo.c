@@ -63,11 +63,35 @@ typedef struct cache_key {
     uint32_t meta;   /* family | bits << 8; 0 marks an empty slot */
 } cache_key_t;
 
-typedef struct cache_entry {
-    cache_key_t key;
-    uint8_t ref; /* CLOCK reference bit */
-    tw_geo_result_t res;
-} cache_entry_t;
+/*
+ * The cache is split so that a hit touches two cache lines: the set's tag
+ * line, then the one line holding the way's compact result.
+ * - cache_set_t (one line per set): a 64-bit tag per way, 0 when empty. An
+ *   IPv4 key fits its tag exactly (address bits in the top half, meta in
+ *   the low 16 bits), so an IPv4 hit never reads anything else to confirm;
+ *   an IPv6 tag is the key's hash with meta in the low 16 bits, a filter
+ *   confirmed against the full key in keys6 (a separate array, untouched by
+ *   IPv4). CLOCK reference bits and the hand live in the same line.
+ * - cache_val_t (one line per way): the result's fields except addr, which
+ *   the lookup fills from the query.
+ */
+typedef struct cache_set {
+    uint64_t tag[WAYS];
+    uint8_t ref[WAYS]; /* CLOCK reference bits */
+    uint8_t hand;      /* CLOCK hand */
+} __attribute__((aligned(64))) cache_set_t;
+
+typedef struct cache_val {
+    double lat, lon;
+    const char *city, *time_zone, *asn_org;
+    uint32_t geoname_id, asn;
+    uint16_t radius_km;
+    uint8_t status, located, prefix_len;
+    char country[3];
+} __attribute__((aligned(64))) cache_val_t;
+
+_Static_assert(sizeof(cache_set_t) == 64, "a set's tags are one cache line");
+_Static_assert(sizeof(cache_val_t) == 64, "a cached result is one cache line");
 
 typedef struct intern_chunk {
     struct intern_chunk *next;
@@ -85,9 +109,11 @@ struct tw_geo {
     bool has_asn;
     uint64_t hkey[2];
 
-    cache_entry_t *cache; /* nsets * WAYS entries, or NULL when off */
-    uint8_t *hand;        /* CLOCK hand per set */
-    size_t set_mask;      /* nsets - 1 */
+    void *cache_mem;    /* one allocation for the three arrays; NULL when off */
+    cache_set_t *sets;  /* nsets */
+    cache_val_t *vals;  /* nsets * WAYS */
+    cache_key_t *keys6; /* nsets * WAYS, the full keys of IPv6 ways */
+    size_t set_mask;    /* nsets - 1 */
 
     intern_slot_t *islots;
     size_t icap, icount;
@@ -343,6 +369,14 @@ static bool key_eq(const cache_key_t *x, const cache_key_t *y)
     return x->w0 == y->w0 && x->w1 == y->w1 && x->meta == y->meta;
 }
 
+/* The tag of key k whose hash is h (never 0: meta is not). */
+static inline uint64_t key_tag(const cache_key_t *k, uint64_t h)
+{
+    if ((k->meta & 0xff) == 4)
+        return k->w0 | k->meta;
+    return (h & ~0xffffULL) | k->meta;
+}
+
 static void levels_of(uint8_t family, const uint8_t **lv, size_t *n)
 {
     if (family == 4) {
@@ -354,7 +388,17 @@ static void levels_of(uint8_t family, const uint8_t **lv, size_t *n)
     }
 }
 
-static const tw_geo_result_t *cache_get(tw_geo_t *g, const tw_geo_addr_t *a)
+void tw_geo_prefetch(const tw_geo_t *g, const tw_geo_addr_t *a)
+{
+    if (!g->sets || (a->family != 4 && a->family != 6))
+        return;
+    cache_key_t k;
+    make_key(a, a->family == 4 ? levels4[0] : levels6[0], &k);
+    __builtin_prefetch(&g->sets[key_hash(g->hkey, &k) & g->set_mask], 1, 3);
+}
+
+/* The cached value for a, or NULL; marks the way referenced. */
+static const cache_val_t *cache_get(tw_geo_t *g, const tw_geo_addr_t *a)
 {
     const uint8_t *lv;
     size_t nlv;
@@ -362,12 +406,18 @@ static const tw_geo_result_t *cache_get(tw_geo_t *g, const tw_geo_addr_t *a)
     for (size_t i = 0; i < nlv; i++) {
         cache_key_t k;
         make_key(a, lv[i], &k);
-        cache_entry_t *set = &g->cache[(key_hash(g->hkey, &k) & g->set_mask) * WAYS];
+        uint64_t h = key_hash(g->hkey, &k);
+        uint64_t tag = key_tag(&k, h);
+        size_t s = h & g->set_mask;
+        cache_set_t *set = &g->sets[s];
         for (int w = 0; w < WAYS; w++) {
-            if (key_eq(&set[w].key, &k)) {
-                set[w].ref = 1;
-                return &set[w].res;
-            }
+            if (set->tag[w] != tag)
+                continue;
+            size_t slot = s * WAYS + (size_t)w;
+            if (a->family != 4 && !key_eq(&g->keys6[slot], &k))
+                continue;
+            set->ref[w] = 1;
+            return &g->vals[slot];
         }
     }
     return NULL;
@@ -386,12 +436,13 @@ static void cache_put(tw_geo_t *g, const tw_geo_addr_t *a, unsigned cover,
         i++;
     cache_key_t k;
     make_key(a, lv[i], &k);
-    size_t s = key_hash(g->hkey, &k) & g->set_mask;
-    cache_entry_t *set = &g->cache[s * WAYS];
+    uint64_t h = key_hash(g->hkey, &k);
+    size_t s = h & g->set_mask;
+    cache_set_t *set = &g->sets[s];
 
     int victim = -1;
     for (int w = 0; w < WAYS; w++) {
-        if (set[w].key.meta == 0) {
+        if (set->tag[w] == 0) {
             victim = w;
             break;
         }
@@ -400,19 +451,49 @@ static void cache_put(tw_geo_t *g, const tw_geo_addr_t *a, unsigned cover,
         /* CLOCK: spare entries used since the hand last passed. New entries
          * start unreferenced, so a spray of one-off addresses recycles its
          * own slots instead of pushing out the hot ones. */
-        unsigned h = g->hand[s];
-        while (set[h].ref) {
-            set[h].ref = 0;
-            h = (h + 1) % WAYS;
+        unsigned hd = set->hand;
+        while (set->ref[hd]) {
+            set->ref[hd] = 0;
+            hd = (hd + 1) % WAYS;
         }
-        victim = (int)h;
-        g->hand[s] = (uint8_t)((h + 1) % WAYS);
+        victim = (int)hd;
+        set->hand = (uint8_t)((hd + 1) % WAYS);
         count(&g->n_evictions, 1);
     }
-    set[victim].key = k;
-    set[victim].ref = 0;
-    set[victim].res = *res;
-    memset(&set[victim].res.addr, 0, sizeof set[victim].res.addr);
+    size_t slot = s * WAYS + (size_t)victim;
+    set->tag[victim] = key_tag(&k, h);
+    set->ref[victim] = 0;
+    if (a->family != 4)
+        g->keys6[slot] = k;
+    cache_val_t *v = &g->vals[slot];
+    v->lat = res->lat;
+    v->lon = res->lon;
+    v->city = res->city;
+    v->time_zone = res->time_zone;
+    v->asn_org = res->asn_org;
+    v->geoname_id = res->geoname_id;
+    v->asn = res->asn;
+    v->radius_km = res->radius_km;
+    v->status = (uint8_t)res->status;
+    v->located = res->located;
+    v->prefix_len = res->prefix_len;
+    memcpy(v->country, res->country, sizeof v->country);
+}
+
+static void cache_fill(const cache_val_t *v, tw_geo_result_t *out)
+{
+    out->status = (tw_geo_status_t)v->status;
+    out->located = v->located;
+    memcpy(out->country, v->country, sizeof out->country);
+    out->prefix_len = v->prefix_len;
+    out->radius_km = v->radius_km;
+    out->geoname_id = v->geoname_id;
+    out->asn = v->asn;
+    out->lat = v->lat;
+    out->lon = v->lon;
+    out->city = v->city;
+    out->time_zone = v->time_zone;
+    out->asn_org = v->asn_org;
 }
 
 /* ---- interning ------------------------------------------------------------ */
@@ -610,7 +691,7 @@ static int decode_location(tw_geo_t *g, MMDB_entry_s *loc, tw_geo_result_t *out)
     const char *s;
     size_t n;
     uint64_t u;
-    double lat, lon;
+    double lat = 0, lon = 0;
     int has_lat = get_double(loc, path_lat, &lat);
     int has_lon = get_double(loc, path_lon, &lon);
     int rc;
@@ -770,31 +851,39 @@ static void reset_result(tw_geo_result_t *out)
     out->asn_org = "";
 }
 
-tw_geo_status_t tw_geo_lookup(tw_geo_t *g, const char *ip, size_t ip_len, tw_geo_result_t *out)
+tw_geo_status_t tw_geo_lookup_addr(tw_geo_t *g, const tw_geo_addr_t *a, tw_geo_result_t *out)
 {
-    tw_geo_addr_t a;
-    reset_result(out);
     count(&g->n_lookups, 1);
-
-    if (tw_geo_addr_parse(ip, ip_len, &a) != 0) {
-        out->status = TW_GEO_INVALID;
-    } else if (tw_geo_addr_is_private(&a)) {
+    if (tw_geo_addr_is_private(a)) {
+        reset_result(out);
         out->status = TW_GEO_PRIVATE;
-        out->addr = a;
     } else {
-        const tw_geo_result_t *hit = g->cache ? cache_get(g, &a) : NULL;
+        const cache_val_t *hit = g->sets ? cache_get(g, a) : NULL;
         if (hit) {
-            *out = *hit;
+            cache_fill(hit, out);
             count(&g->n_hits, 1);
         } else {
             unsigned cover = 0;
+            reset_result(out);
             count(&g->n_walks, 1);
-            walk(g, &a, out, &cover);
-            if (g->cache && out->status != TW_GEO_ERROR)
-                cache_put(g, &a, cover, out);
+            walk(g, a, out, &cover);
+            if (g->sets && out->status != TW_GEO_ERROR)
+                cache_put(g, a, cover, out);
         }
-        out->addr = a;
     }
+    out->addr = *a;
+    count(&g->n_status[out->status], 1);
+    return out->status;
+}
+
+tw_geo_status_t tw_geo_lookup(tw_geo_t *g, const char *ip, size_t ip_len, tw_geo_result_t *out)
+{
+    tw_geo_addr_t a;
+    if (tw_geo_addr_parse(ip, ip_len, &a) == 0)
+        return tw_geo_lookup_addr(g, &a, out);
+    reset_result(out);
+    count(&g->n_lookups, 1);
+    out->status = TW_GEO_INVALID;
     count(&g->n_status[out->status], 1);
     return out->status;
 }
@@ -922,9 +1011,14 @@ int tw_geo_open(tw_geo_t **out, const char *city_db, const char *asn_db, size_t 
         size_t slots = WAYS;
         while (slots < cache_entries)
             slots *= 2;
-        g->cache = tw_xcalloc(slots, sizeof *g->cache);
-        g->hand = tw_xcalloc(slots / WAYS, 1);
-        g->set_mask = slots / WAYS - 1;
+        size_t nsets = slots / WAYS;
+        g->cache_mem = tw_xcalloc(1, 63 + nsets * sizeof(cache_set_t) +
+                                         slots * (sizeof(cache_val_t) + sizeof(cache_key_t)));
+        uintptr_t p = ((uintptr_t)g->cache_mem + 63) & ~(uintptr_t)63;
+        g->sets = (cache_set_t *)p;
+        g->vals = (cache_val_t *)(g->sets + nsets);
+        g->keys6 = (cache_key_t *)(g->vals + slots);
+        g->set_mask = nsets - 1;
     }
     *out = g;
     return 0;
@@ -940,8 +1034,7 @@ void tw_geo_close(tw_geo_t *g)
     MMDB_close(&g->city);
     if (g->has_asn)
         MMDB_close(&g->asn);
-    free(g->cache);
-    free(g->hand);
+    free(g->cache_mem);
     free(g->islots);
     while (g->chunks) {
         intern_chunk_t *next = g->chunks->next;
@@ -972,5 +1065,5 @@ void tw_geo_info(const tw_geo_t *g, tw_geo_info_t *out)
         out->asn_type = g->asn.metadata.database_type;
         out->asn_build_epoch = g->asn.metadata.build_epoch;
     }
-    out->cache_slots = g->cache ? (g->set_mask + 1) * WAYS : 0;
+    out->cache_slots = g->sets ? (g->set_mask + 1) * WAYS : 0;
 }

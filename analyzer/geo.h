@@ -44,8 +44,9 @@
 
 typedef struct tw_geo tw_geo_t;
 
-/* A slot takes 120 bytes: 65536 slots are 7.5 MiB, room for the networks
- * of a busy gateway's clients. */
+/* A slot takes 104 bytes (a 64-byte result line, 16 bytes of its set's tag
+ * line, 24 bytes of IPv6 key): 65536 slots are 6.5 MiB, room for the
+ * networks of a busy gateway's clients. */
 #define TW_GEO_CACHE_DEFAULT 65536
 #define TW_GEO_CACHE_MAX (1u << 24)
 
@@ -154,6 +155,17 @@ void tw_geo_close(tw_geo_t *g);
  * the first time a record's string is seen. Owner thread only.
  */
 tw_geo_status_t tw_geo_lookup(tw_geo_t *g, const char *ip, size_t ip_len, tw_geo_result_t *out);
+
+/*
+ * tw_geo_lookup() for an address already parsed by tw_geo_addr_parse()
+ * (family 4 or 6): the same answer and counters, without parsing again.
+ */
+tw_geo_status_t tw_geo_lookup_addr(tw_geo_t *g, const tw_geo_addr_t *a, tw_geo_result_t *out);
+
+/* Starts loading the cache line a lookup of the parsed address a would read
+ * first (no effect on state or counters), so a tw_geo_lookup_addr() after
+ * some unrelated work finds it in cache. Owner thread only. */
+void tw_geo_prefetch(const tw_geo_t *g, const tw_geo_addr_t *a);
 
 /* Counters since open. lookups == sum of by_status; cache_hits + tree_walks
  * == by_status[FOUND] + [NOT_FOUND] + [ERROR]. */

@@ -19,7 +19,8 @@
 
 typedef struct slot {
     uint64_t id;
-    uint64_t idx1;          /* entry index + 1; 0 = empty */
+    uint32_t idx1;          /* entry index + 1; 0 = empty */
+    uint32_t stamp;         /* tw_tokens_get_at()'s stamp at the last relink */
 } slot_t;
 
 struct tw_tokens {
@@ -125,8 +126,7 @@ static void index_delete(tw_tokens_t *t, size_t pos)
             hole = i;
         }
     }
-    t->index[hole].idx1 = 0;
-    t->index[hole].id = 0;
+    t->index[hole] = (slot_t){0};
 }
 
 #define PREV(t, i) ((t)->links[i][0])
@@ -172,7 +172,7 @@ tw_token_t *tw_tokens_find(tw_tokens_t *t, uint64_t id)
 {
     bool found;
     size_t pos = probe(t, id, &found);
-    return found ? at(t, (uint32_t)(t->index[pos].idx1 - 1)) : NULL;
+    return found ? at(t, t->index[pos].idx1 - 1) : NULL;
 }
 
 static uint32_t alloc_entry(tw_tokens_t *t)
@@ -193,12 +193,19 @@ static uint32_t alloc_entry(tw_tokens_t *t)
     return t->used++;
 }
 
-tw_token_t *tw_tokens_get(tw_tokens_t *t, uint64_t id, bool cold, bool *created)
+static tw_token_t *get(tw_tokens_t *t, uint64_t id, bool cold, bool force, uint32_t stamp,
+                       bool *created)
 {
     bool found;
     size_t pos = probe(t, id, &found);
     if (found) {
-        uint32_t i = (uint32_t)(t->index[pos].idx1 - 1);
+        slot_t *s = &t->index[pos];
+        uint32_t i = s->idx1 - 1;
+        if (!force && s->stamp == stamp) {
+            *created = false;
+            return at(t, i);
+        }
+        s->stamp = stamp;
         if (t->head != i) {
             unlink_entry(t, i);
             link_front(t, i);
@@ -231,7 +238,9 @@ tw_token_t *tw_tokens_get(tw_tokens_t *t, uint64_t id, bool cold, bool *created)
     memset(e, 0, sizeof *e);
     e->id = id;
     t->index[pos].id = id;
-    t->index[pos].idx1 = (uint64_t)i + 1;
+    t->index[pos].idx1 = i + 1;
+    /* A cold entry sits at the back until its next use, whatever the stamp. */
+    t->index[pos].stamp = cold ? TW_TOKENS_STAMP_NONE : stamp;
     t->count++;
     if (cold)
         link_back(t, i);
@@ -239,6 +248,19 @@ tw_token_t *tw_tokens_get(tw_tokens_t *t, uint64_t id, bool cold, bool *created)
         link_front(t, i);
     *created = true;
     return e;
+}
+
+tw_token_t *tw_tokens_get(tw_tokens_t *t, uint64_t id, bool cold, bool *created)
+{
+    return get(t, id, cold, true, TW_TOKENS_STAMP_NONE, created);
+}
+
+tw_token_t *tw_tokens_get_at(tw_tokens_t *t, uint64_t id, bool cold, uint32_t stamp,
+                             bool *created)
+{
+    if (stamp == TW_TOKENS_STAMP_NONE)
+        stamp--;
+    return get(t, id, cold, false, stamp, created);
 }
 
 void tw_tokens_prefetch(const tw_tokens_t *t, uint64_t id)
@@ -252,7 +274,7 @@ void tw_tokens_remove(tw_tokens_t *t, uint64_t id)
     size_t pos = probe(t, id, &found);
     if (!found)
         return;
-    uint32_t i = (uint32_t)(t->index[pos].idx1 - 1);
+    uint32_t i = t->index[pos].idx1 - 1;
     index_delete(t, pos);
     unlink_entry(t, i);
     NEXT(t, i) = t->free_head;

@@ -11,7 +11,8 @@
  *   stays valid until that entry is evicted (its memory is then reused for
  *   another key). Only the index (16 bytes per slot, open addressing with
  *   linear probing, load factor at most 1/2) is ever reallocated.
- * - Eviction is exact longest-idle: the entries form an intrusive
+ * - Eviction is exact longest-idle (with tw_tokens_get_at(): exact at the
+ *   granularity of the caller's stamp, e.g. the minute): the entries form an intrusive
  *   doubly-linked recency list with 32-bit indices (kept in one array
  *   beside the entries, 8 bytes each, so moving an entry to the front touches
  *   its neighbours' links, not their cache lines); every tw_tokens_get()
@@ -65,6 +66,28 @@ tw_token_t *tw_tokens_find(tw_tokens_t *t, uint64_t id);
  * or to the back when cold is true. Never NULL.
  */
 tw_token_t *tw_tokens_get(tw_tokens_t *t, uint64_t id, bool cold, bool *created);
+
+/*
+ * tw_tokens_get() with recency kept at the granularity of a caller's clock:
+ * stamp is the time of the use in coarse units (detect: the event's minute).
+ * An existing entry moves to the front only when stamp differs from the one
+ * it was last moved with; uses within one unit leave it where its first use
+ * in that unit put it. Relinking touches two random neighbours' links, the
+ * costliest part of a hit, and most uses of a busy token fall in the minute
+ * of its previous one.
+ * With stamps that never decrease the list stays ordered by the unit of
+ * the last use, so the entry evicted is one whose last use lies in the
+ * oldest unit of all entries: longest-idle exactly at that granularity
+ * (ties within a unit are broken by the first use in it, not the last).
+ * A new entry takes the stamp, except a cold one, which moves to the front
+ * at its next use whatever the stamp. TW_TOKENS_STAMP_NONE is reserved (a
+ * stamp equal to it is treated as one less).
+ * tw_tokens_get() always relinks and clears the stamp, so the next
+ * tw_tokens_get_at() of that entry relinks too.
+ */
+#define TW_TOKENS_STAMP_NONE UINT32_MAX
+tw_token_t *tw_tokens_get_at(tw_tokens_t *t, uint64_t id, bool cold, uint32_t stamp,
+                             bool *created);
 
 /* Starts loading the index slot where id lives (no effect on state), so a
  * tw_tokens_get() after some unrelated work finds it in cache. */

@@ -115,6 +115,65 @@ int main(void)
     tw_tokens_free(t);
     tw_tokens_free(NULL);
 
+    /* tw_tokens_get_at(): recency at the granularity of the stamp. */
+    nevicted = 0;
+    t = tw_tokens_new(3, on_evict, NULL);
+    tw_tokens_get_at(t, 1, false, 10, &created);
+    tw_tokens_get_at(t, 2, false, 10, &created);
+    tw_tokens_get_at(t, 3, false, 10, &created);
+    /* Same minute: 1 stays where its first use put it (the back). */
+    TW_CHECK(tw_tokens_get_at(t, 1, false, 10, &created) == tw_tokens_find(t, 1));
+    TW_CHECK(!created);
+    TW_CHECK_INT(tw_tokens_oldest(t)->id, 1);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 3);
+    /* A later minute moves it to the front: 2 is now the longest idle. */
+    tw_tokens_get_at(t, 1, false, 11, &created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 1);
+    TW_CHECK_INT(tw_tokens_oldest(t)->id, 2);
+    tw_tokens_get_at(t, 4, false, 11, &created);
+    TW_CHECK_INT(nevicted, 1);
+    TW_CHECK_INT(evicted_ids[0], 2);
+    /* A cold insert goes to the back and moves to the front at its next use,
+     * even within the minute it was inserted in. */
+    tw_tokens_get_at(t, 5, true, 11, &created);
+    TW_CHECK(created);
+    TW_CHECK_INT(evicted_ids[1], 3);
+    TW_CHECK_INT(tw_tokens_oldest(t)->id, 5);
+    tw_tokens_get_at(t, 5, false, 11, &created);
+    TW_CHECK(!created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 5);
+    TW_CHECK_INT(tw_tokens_oldest(t)->id, 1);
+    /* A stamp that goes back (out-of-order input) still relinks. */
+    tw_tokens_get_at(t, 1, false, 9, &created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 1);
+    /* The reserved stamp is accepted (treated as one less). */
+    tw_tokens_get_at(t, 4, false, TW_TOKENS_STAMP_NONE, &created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 4);
+    tw_tokens_get_at(t, 5, false, TW_TOKENS_STAMP_NONE - 1, &created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 5);
+    tw_tokens_get_at(t, 4, false, TW_TOKENS_STAMP_NONE - 1, &created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 5);
+    /* tw_tokens_get() always relinks, and so does the next get_at. */
+    tw_tokens_get_at(t, 1, false, 30, &created);
+    tw_tokens_get(t, 1, false, &created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 1);
+    tw_tokens_get_at(t, 5, false, 30, &created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 5);
+    tw_tokens_get_at(t, 1, false, 30, &created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, 1);
+    /* Stamps survive the backward shift of deletion: colliding ids. */
+    tw_tokens_free(t);
+    t = tw_tokens_new(8, NULL, NULL);
+    for (unsigned i = 0; i < 4; i++)
+        tw_tokens_get_at(t, colliding(i), false, 20, &created);
+    tw_tokens_remove(t, colliding(0));
+    tw_tokens_get_at(t, colliding(1), false, 20, &created);   /* stays at the back */
+    TW_CHECK_INT(tw_tokens_oldest(t)->id, colliding(1));
+    tw_tokens_get_at(t, colliding(1), false, 21, &created);
+    TW_CHECK_INT(tw_tokens_newest(t)->id, colliding(1));
+    TW_CHECK_INT(tw_tokens_oldest(t)->id, colliding(2));
+    tw_tokens_free(t);
+
     printf("test_tokens: sizeof(tw_token_t)=%zu\n", sizeof(tw_token_t));
     return tw_test_done();
 }
