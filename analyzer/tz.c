@@ -141,8 +141,12 @@ static void zone_load(const tw_tz_t *z, zone_t *zn)
         /* Skip the v1 block to reach the v2 header. */
         size_t v1 = (size_t)be32(d + 32) * 5 + (size_t)be32(d + 36) * 6 + be32(d + 40) +
                     (size_t)be32(d + 28) * 8 + be32(d + 24) + be32(d + 20);
-        const unsigned char *h2 = d + 44 + v1;
-        ok = (size_t)(end - h2) >= 44 && memcmp(h2, "TZif", 4) == 0 &&
+        /* The counts come from the file: a v1 block claimed to reach past
+         * the end must not move the pointer outside the buffer (found by
+         * fuzz_tz, tests/fuzz/regressions/tz/tzif2-v1-block-past-end). */
+        ok = v1 <= len - 44 && len - 44 - v1 >= 44;
+        const unsigned char *h2 = ok ? d + 44 + v1 : NULL;
+        ok = ok && memcmp(h2, "TZif", 4) == 0 &&
              parse_block(zn, h2, h2 + 44, end, true) == 0;
     } else {
         ok = parse_block(zn, d, d + 44, end, false) == 0;
