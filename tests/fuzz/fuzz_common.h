@@ -16,8 +16,10 @@
 #ifndef TW_FUZZ_COMMON_H
 #define TW_FUZZ_COMMON_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -61,9 +63,10 @@ static inline const char *fuzz_source_dir(void)
     return d && d[0] ? d : TW_FUZZ_SOURCE_DIR;
 }
 
-/* A private scratch directory for the process, removed at exit (left behind
- * only when the process dies on a finding). tmpfs (/dev/shm) is preferred:
- * some targets write files per input and tw_write_file_atomic fsyncs. */
+/* A private scratch directory for the process, removed at exit; one left
+ * behind by a process that died on a finding is removed by the next start.
+ * tmpfs (/dev/shm) is preferred: some targets write files per input and
+ * tw_write_file_atomic fsyncs. */
 static char fuzz_tmp[256];
 
 static inline void fuzz_tmpdir_remove(void)
@@ -77,6 +80,27 @@ static inline void fuzz_tmpdir_remove(void)
         fprintf(stderr, "fuzz: could not remove %s\n", fuzz_tmp);
 }
 
+/* Directories left by fuzz processes that died on a finding (in -fork mode,
+ * one per crash): twfuzz.PID.* whose PID no longer exists. */
+static inline void fuzz_tmpdir_sweep(const char *base)
+{
+    DIR *d = opendir(base);
+    if (!d)
+        return;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        int pid;
+        if (sscanf(de->d_name, "twfuzz.%d.", &pid) != 1 || pid <= 0)
+            continue;
+        if (kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char cmd[600];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s/%s'", base, de->d_name);
+        if (strchr(de->d_name, '\'') == NULL && system(cmd) != 0)
+            fprintf(stderr, "fuzz: could not remove %s/%s\n", base, de->d_name);
+    }
+    closedir(d);
+}
+
 static inline const char *fuzz_tmpdir(void)
 {
     if (fuzz_tmp[0])
@@ -84,7 +108,8 @@ static inline const char *fuzz_tmpdir(void)
     const char *base = getenv("TW_FUZZ_TMPDIR");
     if (!base || !base[0])
         base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(fuzz_tmp, sizeof fuzz_tmp, "%s/twfuzz.XXXXXX", base);
+    fuzz_tmpdir_sweep(base);
+    snprintf(fuzz_tmp, sizeof fuzz_tmp, "%s/twfuzz.%d.XXXXXX", base, (int)getpid());
     FUZZ_SETUP(mkdtemp(fuzz_tmp) != NULL, "mkdtemp %s: %s", fuzz_tmp, strerror(errno));
     atexit(fuzz_tmpdir_remove);
     return fuzz_tmp;

@@ -6,8 +6,8 @@
  * Input: the bytes of tokenwatch.json, written to a private temp dir that
  * also holds "formats", a symlink to the source tree's rules/formats (so a
  * config saying "formats_dir": "formats" loads the shipped formats, as the
- * seeds do), and "rules", one to rules/. Relative paths resolve against that
- * temp dir.
+ * seeds do), "rules" and "testdata", links to those trees (rules_file,
+ * geoip databases). Relative paths resolve against that temp dir.
  *
  * Checks: a failure returns -1 with a non-empty message and no config; a
  * success keeps what config.h promises: state_dir and formats_dir set,
@@ -28,9 +28,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     const char *dir = fuzz_tmpdir();
     snprintf(path, sizeof path, "%s/tokenwatch.json", dir);
-    /* "formats" for the shipped formats, "rules" for the whole rules/ tree
-     * (rule files, other format dirs), both relative to the config. */
-    static const char *const links[][2] = {{"formats", "rules/formats"}, {"rules", "rules"}};
+    /* "formats" for the shipped formats, "rules" for the rules/ tree (rules
+     * files), "testdata" for the test GeoIP databases; all relative to the
+     * config, as a config's own paths are. */
+    static const char *const links[][2] = {
+        {"formats", "rules/formats"}, {"rules", "rules"}, {"testdata", "testdata"}};
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
         char link[512], target[1024];
         snprintf(link, sizeof link, "%s/%s", dir, links[i][0]);

@@ -171,6 +171,9 @@ static inline void fuzz_parse_lines(const tw_format_t *fmt, int is_regex,
             break;
         line = nl + 1;
     }
+    /* The header allows a NULL line with len 0. */
+    tw_event_t ev;
+    fuzz_check_event(tw_parser_parse(p, NULL, 0, FUZZ_REF_NS, &ev), &ev, "", 0, -1);
     tw_parser_free(p);
 }
 
