@@ -18,6 +18,7 @@ trap 'kill "$gen" 2>/dev/null || true' EXIT
 cat <<MSG
 tokenwatch demo: following /tmp/tokenwatch-demo/{gateway.log,vault-audit.log}
   metrics:  curl -s http://127.0.0.1:9477/metrics | grep -E '^(auth_token|tokenwatch_)'
+  events:   tail -f /tmp/tokenwatch-demo/state/events.jsonl   (a spraying burst every minute)
   stop:     Ctrl-C (state is kept in /tmp/tokenwatch-demo/state; a rerun resumes)
 MSG
 build/tokenwatch run -c rules/demo.json
