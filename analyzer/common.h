@@ -62,6 +62,12 @@ uint64_t tw_hash64(uint64_t h, const void *p, size_t n);
  * would reveal it. Non-printable bytes become '?'. Returns buf. */
 char *tw_token_hint(tw_slice_t token, char *buf, size_t cap);
 
+/* Length of the well-formed UTF-8 sequence at s (n > 0 bytes left), 1..4,
+ * or 0 when the bytes there are not one (stray continuation, overlong form,
+ * surrogate, beyond U+10FFFF, truncated). Accepts what Go's
+ * utf8.ValidString accepts, so Prometheus and JSON consumers agree. */
+size_t tw_utf8_seq_len(const unsigned char *s, size_t n);
+
 /* Writes data to path atomically: path.tmp, fsync, rename, fsync(dir).
  * mode is the file mode (e.g. 0600). */
 int tw_write_file_atomic(const char *path, const void *data, size_t len,

@@ -112,38 +112,6 @@ void tw_jw_key(tw_jw_t *w, const char *key)
     put(w, "\":", 2);
 }
 
-/* Length of the well-formed UTF-8 sequence at s (1..4), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-        (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        return 0;
-    return len;
-}
 
 void tw_json_escape(tw_jw_t *out, const char *s, size_t n)
 {
@@ -177,7 +145,7 @@ void tw_json_escape(tw_jw_t *out, const char *s, size_t n)
             i++;
             continue;
         }
-        size_t l = utf8_len(p + i, n - i);
+        size_t l = tw_utf8_seq_len(p + i, n - i);
         if (l == 0) {
             put(out, "\\ufffd", 6);
             i++;

@@ -104,42 +104,6 @@ static void buf_puts(buf_t *b, const char *s)
 
 /* ---- validation and escaping (creation time only) ---- */
 
-/* Length of the well-formed UTF-8 sequence at s (n bytes left), or 0 when
- * the bytes there are not one (stray continuation, overlong form, surrogate,
- * beyond U+10FFFF, truncated). Matches what Go's utf8.ValidString accepts. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    uint32_t cp, min;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0) {
-        len = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        len = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        len = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
 
 /* Appends s escaped for the exposition format: backslash and newline always,
  * the double quote too inside label values (escape_quote). */
@@ -148,7 +112,7 @@ static void put_escaped(buf_t *b, const char *s, bool escape_quote)
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s);
     while (n > 0) {
-        size_t k = utf8_seq_len(p, n);
+        size_t k = tw_utf8_seq_len(p, n);
         if (k == 0) {
             buf_put(b, "\xEF\xBF\xBD", 3);
             k = 1;

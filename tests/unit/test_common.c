@@ -89,8 +89,32 @@ static void test_misc(void)
              tw_hash64(TW_HASH_INIT, "foobar", 6));
 }
 
+static void test_utf8(void)
+{
+    static const struct {
+        const char *s;
+        size_t n, want;
+    } cases[] = {
+        {"a", 1, 1},
+        {"\xc3\xa9", 2, 2},             /* é */
+        {"\xe2\x80\xa6", 3, 3},         /* … */
+        {"\xf0\x9f\x94\x91", 4, 4},     /* U+1F511 */
+        {"\xc3", 1, 0},                 /* truncated */
+        {"\x80", 1, 0},                 /* stray continuation */
+        {"\xc0\xaf", 2, 0},             /* overlong '/' */
+        {"\xe0\x80\xaf", 3, 0},         /* overlong */
+        {"\xed\xa0\x80", 3, 0},         /* surrogate U+D800 */
+        {"\xf4\x90\x80\x80", 4, 0},     /* beyond U+10FFFF */
+        {"\xff", 1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        TW_CHECK_INT(tw_utf8_seq_len((const unsigned char *)cases[i].s, cases[i].n),
+                     cases[i].want);
+}
+
 int main(void)
 {
+    test_utf8();
     test_hint();
     test_atomic_write();
     test_paths();
