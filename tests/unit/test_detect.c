@@ -4,6 +4,8 @@
 #include "detect.h"
 #include "tw_test.h"
 
+#include <ftw.h>
+
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -92,6 +94,15 @@ static void learn_office(tw_detect_t *d, const char *ip, const char *user, const
             ev(d, MON + day * 86400 + (utc_hour + k) * 3600, ip, user, tok, false);
 }
 
+
+/* nftw callback: removes the temp tree without a shell. */
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
 int main(void)
 {
     const char *src = getenv("TW_SOURCE_DIR");
@@ -350,9 +361,7 @@ int main(void)
     tw_geo_close(geo);
     tw_geo_close(geo_asn);
     tw_tokenid_free(key);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpl);
-    if (system(cmd) != 0)
+    if (nftw(tmpl, remove_entry, 8, FTW_DEPTH | FTW_PHYS) != 0)
         return 1;
     return tw_test_done();
 }
