@@ -115,10 +115,13 @@ static int get_u64(const tw_jv_t *jv, const cJSON *obj, const char *prefix,
         return 0;
     }
     const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
+    /* Digits only: strtoull alone would take " -1", "+5" or "0x1f". */
+    const char *digits = hex ? "0123456789abcdef" : "0123456789";
+    bool ok = s && s[0] && s[strspn(s, digits)] == '\0';
     char *end = NULL;
     errno = 0;
-    unsigned long long x = s && s[0] ? strtoull(s, &end, hex ? 16 : 10) : 0;
-    if (!s || !s[0] || *end != '\0' || errno != 0 || s[0] == '-')
+    unsigned long long x = ok ? strtoull(s, &end, hex ? 16 : 10) : 0;
+    if (!ok || *end != '\0' || errno != 0)
         return tw_jv_fail(jv, tw_jv_join(p, prefix, key),
                           hex ? "expected a hexadecimal string"
                               : "expected a decimal integer string");

@@ -103,6 +103,21 @@ static void test_refused(void)
     expect_refused("{\"version\":1,\"inputs\":[{\"name\":\"a\",\"path\":\"/x\",\"files\":[],"
                    "\"counters\":{\"checks\":\"x1\"}}]}",
                    "inputs[0].counters.checks");
+    /* strtoull leniencies a hand-edited file must not slip through. */
+    static const char *const bad_numbers[] = {" -1", "+5", " 5", "5 ", "0x1f", "-0"};
+    for (size_t i = 0; i < sizeof bad_numbers / sizeof bad_numbers[0]; i++) {
+        char *doc = tw_xasprintf("{\"version\":1,\"inputs\":[{\"name\":\"a\",\"path\":\"/x\","
+                                 "\"files\":[{\"offset\":\"%s\"}]}]}",
+                                 bad_numbers[i]);
+        expect_refused(doc, "inputs[0].files[0].offset");
+        free(doc);
+    }
+    expect_refused("{\"version\":1,\"inputs\":[{\"name\":\"a\",\"path\":\"/x\",\"files\":"
+                   "[{\"hash\":\"0x1f\"}]}]}",
+                   "inputs[0].files[0].hash");
+    expect_refused("{\"version\":1,\"inputs\":[{\"name\":\"a\",\"path\":\"/x\",\"files\":"
+                   "[{\"offset\":\"18446744073709551616\"}]}]}",
+                   "inputs[0].files[0].offset");
 }
 
 static void test_missing_is_fresh(void)
