@@ -177,4 +177,26 @@ static inline void fuzz_parse_lines(const tw_format_t *fmt, int is_regex,
     tw_parser_free(p);
 }
 
+/* The whole target for one shipped format: loads rules/formats/NAME.json at
+ * start-up and feeds every input through fuzz_parse_lines (IS_REGEX as there). */
+#define FUZZ_SHIPPED_FORMAT_TARGET(NAME, IS_REGEX)                                        \
+    static tw_format_t *fmt;                                                     \
+    int LLVMFuzzerInitialize(int *argc, char ***argv)                            \
+    {                                                                            \
+        (void)argc;                                                              \
+        (void)argv;                                                              \
+        char path[1024];                                                         \
+        tw_err_t err;                                                            \
+        snprintf(path, sizeof path, "%s/rules/formats/" NAME ".json",            \
+                 fuzz_source_dir());                                             \
+        FUZZ_SETUP(tw_format_load_file(&fmt, path, &err) == 0,                   \
+                   "%s (set TW_SOURCE_DIR)", err.msg);                           \
+        return 0;                                                                \
+    }                                                                            \
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)                 \
+    {                                                                            \
+        fuzz_parse_lines(fmt, IS_REGEX, data, size);                             \
+        return 0;                                                                \
+    }
+
 #endif

@@ -7,21 +7,4 @@
  */
 #include "fuzz_parse.h"
 
-static tw_format_t *fmt;
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    char path[1024];
-    tw_err_t err;
-    snprintf(path, sizeof path, "%s/rules/formats/vault-audit.json", fuzz_source_dir());
-    FUZZ_SETUP(tw_format_load_file(&fmt, path, &err) == 0, "%s (set TW_SOURCE_DIR)", err.msg);
-    return 0;
-}
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    fuzz_parse_lines(fmt, 0, data, size);
-    return 0;
-}
+FUZZ_SHIPPED_FORMAT_TARGET("vault-audit", 0)
