@@ -37,6 +37,7 @@ enum {
     TW_BL_FROZEN = 1 << 2,   /* reserved for the freeze hook (issue 4) */
     TW_BL_HAS_LOC = 1 << 3,  /* loc holds a geolocated use */
     TW_BL_RATE_EXCL = 1 << 4, /* the current rate window is kept out of the EWMA */
+    TW_BL_WANTED = 1 << 5,   /* tw_detect_want(): report the raw token at the next use */
 };
 
 /* Failures: two fixed buckets (current, previous) of window_s; the sliding

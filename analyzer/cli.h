@@ -18,6 +18,7 @@ typedef struct tw_cli {
     int log_level;           /* --log-level, or -1 for the config's */
     int log_format;          /* tw_log_format_t */
     bool no_detect;          /* --no-detect (replay): parse and count only */
+    bool discard_state;      /* --discard-state (run): start afresh from bad state files */
     char **args;             /* positional arguments after the command */
     int nargs;
 } tw_cli_t;

@@ -2,6 +2,7 @@
  * common.c — see common.h. Nothing here knows about tokens or logs.
  */
 #include "common.h"
+#include "tokenid.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -265,4 +266,32 @@ size_t tw_utf8_seq_len(const unsigned char *s, size_t n)
     if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
         return 0;
     return len;
+}
+
+/* Token ids (tokenid.h): here, not in tokenid.c, because the exporter
+ * parses ids too and links only this library, not libsodium's users. */
+char *tw_tokenid_format(uint64_t id, char buf[TW_TOKENID_STR_LEN + 1])
+{
+    snprintf(buf, TW_TOKENID_STR_LEN + 1, "tw_%016llx", (unsigned long long)id);
+    return buf;
+}
+
+int tw_tokenid_parse(const char *s, size_t n, uint64_t *id)
+{
+    if (n != TW_TOKENID_STR_LEN || memcmp(s, "tw_", 3) != 0)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 3; i < n; i++) {
+        char c = s[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else
+            return -1;
+        v = (v << 4) | d;
+    }
+    *id = v;
+    return 0;
 }

@@ -3,6 +3,8 @@
  * and JSON path; defaults are the ones documented in docs/configuration.md.
  */
 #include "config.h"
+#include "api.h"
+#include "http.h"
 #include "jsonv.h"
 #include "log.h"
 #include "tokens.h"
@@ -74,9 +76,18 @@ static bool valid_name(const char *s, size_t max)
 static const char *const top_keys[] = {"state_dir", "formats_dir", "log_level",
                                        "state_interval_ms", "http", "follow", "inputs",
                                        "geoip", "rules_file", "events_file", "max_tokens",
-                                       "syslog", NULL};
+                                       "syslog", "freeze", "unfreeze", "max_cases",
+                                       "baselines_interval_s", NULL};
+static const char *const freeze_keys[] = {
+    "command",  "pass_token",     "dry_run",        "timeout_s", "concurrency",
+    "queue_size", "max_attempts", "backoff_ms",     "backoff_max_ms",
+    "max_per_minute", "circuit_window_s", "ttl_s", "ttl_increment", "ttl_max_s", NULL};
+static const char *const unfreeze_keys[] = {"command", NULL};
 static const char *const geoip_keys[] = {"city_db", "asn_db", "cache_entries", NULL};
-static const char *const http_keys[] = {"listen", "max_connections", "timeout_s", NULL};
+static const char *const http_keys[] = {"listen", "max_connections", "timeout_s", "auth",
+                                        "metrics_auth", "tls", NULL};
+static const char *const http_auth_keys[] = {"bearer_token_file", "basic_auth_file", NULL};
+static const char *const http_tls_keys[] = {"cert_file", "key_file", NULL};
 static const char *const follow_keys[] = {"max_line_bytes", "read_block_bytes",
                                           "rotate_wait_ms", "poll_interval_ms", "inotify",
                                           NULL};
@@ -84,7 +95,58 @@ static const char *const syslog_keys[] = {"enabled", "ident", "facility", "sever
                                           "socket", "max_per_round", NULL};
 static const char *const input_keys[] = {"name", "path", "format", "start", NULL};
 
-static int load_http(const tw_jv_t *jv, const cJSON *root, tw_config_t *c)
+/* http.auth, http.metrics_auth and http.tls. The credential files are
+ * loaded once here (and dropped) so that a mode, syntax or hash error is a
+ * config error naming the key, not a failed start. */
+static int load_http_security(const tw_jv_t *jv, const cJSON *http, const char *dir,
+                              tw_config_t *c)
+{
+    const cJSON *auth, *tls;
+    const char *bearer = NULL, *basic = NULL, *cert, *key;
+    if (tw_jv_get_object(jv, http, "http", "auth", http_auth_keys, &auth) != 0 ||
+        tw_jv_get_object(jv, http, "http", "tls", http_tls_keys, &tls) != 0 ||
+        tw_jv_bool(jv, http, "http", "metrics_auth", false, &c->http_metrics_auth))
+        return -1;
+    if (auth && (tw_jv_string(jv, auth, "http.auth", "bearer_token_file", false, NULL,
+                              &bearer) ||
+                 tw_jv_string(jv, auth, "http.auth", "basic_auth_file", false, NULL, &basic)))
+        return -1;
+    tw_err_t aerr;
+    tw_api_auth_t *a;
+    if (bearer) {
+        c->http_bearer_token_file = tw_path_join(dir, bearer);
+        if (tw_api_auth_load(&a, c->http_bearer_token_file, NULL, &aerr) != 0)
+            return tw_jv_fail(jv, "http.auth.bearer_token_file", "%s", aerr.msg);
+        tw_api_auth_free(a);
+    }
+    if (basic) {
+        c->http_basic_auth_file = tw_path_join(dir, basic);
+        if (tw_api_auth_load(&a, NULL, c->http_basic_auth_file, &aerr) != 0)
+            return tw_jv_fail(jv, "http.auth.basic_auth_file", "%s", aerr.msg);
+        tw_api_auth_free(a);
+    }
+    if (c->http_metrics_auth && !bearer && !basic)
+        return tw_jv_fail(jv, "http.metrics_auth",
+                          "expected false without http.auth.basic_auth_file or "
+                          "http.auth.bearer_token_file (the credentials /metrics would need)");
+    if (!tls)
+        return 0;
+    if (tw_jv_string(jv, tls, "http.tls", "cert_file", true, NULL, &cert) ||
+        tw_jv_string(jv, tls, "http.tls", "key_file", true, NULL, &key))
+        return -1;
+    if (!tw_http_tls_supported())
+        return tw_jv_fail(jv, "http.tls", "this libmicrohttpd was built without TLS support "
+                                          "(Debian's libmicrohttpd12 has it, with GnuTLS)");
+    c->http_tls_cert_file = tw_path_join(dir, cert);
+    c->http_tls_key_file = tw_path_join(dir, key);
+    if (tw_http_check_pem(c->http_tls_cert_file, false, &aerr) != 0)
+        return tw_jv_fail(jv, "http.tls.cert_file", "%s", aerr.msg);
+    if (tw_http_check_pem(c->http_tls_key_file, true, &aerr) != 0)
+        return tw_jv_fail(jv, "http.tls.key_file", "%s", aerr.msg);
+    return 0;
+}
+
+static int load_http(const tw_jv_t *jv, const cJSON *root, const char *dir, tw_config_t *c)
 {
     const cJSON *http;
     if (tw_jv_get_object(jv, root, "", "http", http_keys, &http) != 0)
@@ -100,7 +162,20 @@ static int load_http(const tw_jv_t *jv, const cJSON *root, tw_config_t *c)
         return tw_jv_fail(jv, "http.listen", "%s", perr.msg);
     c->http_max_connections = (unsigned)maxc;
     c->http_timeout_s = (unsigned)tmo;
-    return 0;
+    return http ? load_http_security(jv, http, dir, c) : 0;
+}
+
+void tw_config_http_opts(const tw_config_t *c, tw_http_opts_t *o)
+{
+    o->address = c->http_address;
+    o->port = c->http_port;
+    o->max_connections = c->http_max_connections;
+    o->timeout_s = c->http_timeout_s;
+    o->bearer_token_file = c->http_bearer_token_file;
+    o->basic_auth_file = c->http_basic_auth_file;
+    o->metrics_auth = c->http_metrics_auth;
+    o->tls_cert_file = c->http_tls_cert_file;
+    o->tls_key_file = c->http_tls_key_file;
 }
 
 static int load_follow(const tw_jv_t *jv, const cJSON *root, tw_config_t *c)
@@ -268,6 +343,78 @@ static int load_syslog(const tw_jv_t *jv, const cJSON *root, const char *dir, tw
     return 0;
 }
 
+/* argv[0] of a hook must be an absolute path (no PATH search: what runs
+ * is exactly what the config names). */
+static int check_command(const tw_jv_t *jv, const char *path, char **argv)
+{
+    if (argv && argv[0][0] != '/')
+        return tw_jv_fail(jv, path, "expected an absolute path as the first element, got \"%s\"",
+                          argv[0]);
+    return 0;
+}
+
+static int load_respond(const tw_jv_t *jv, const cJSON *root, tw_config_t *c)
+{
+    tw_respond_conf_t *r = &c->respond;
+    const cJSON *f, *u;
+    if (tw_jv_get_object(jv, root, "", "freeze", freeze_keys, &f) != 0 ||
+        tw_jv_get_object(jv, root, "", "unfreeze", unfreeze_keys, &u) != 0)
+        return -1;
+    long long tmo, conc, queue, attempts, backoff, backoff_max, per_min, window, ttl, ttl_max;
+    double incr;
+    const cJSON *none = cJSON_CreateObject();   /* defaults when the section is absent */
+    const cJSON *fs = f ? f : none;
+    int rc = tw_jv_strv(jv, fs, "freeze", "command", 64, &r->freeze_argv) ||
+             tw_jv_bool(jv, fs, "freeze", "pass_token", false, &r->pass_token) ||
+             tw_jv_bool(jv, fs, "freeze", "dry_run", false, &r->dry_run) ||
+             tw_jv_int(jv, fs, "freeze", "timeout_s", 1, 3600, 10, &tmo) ||
+             tw_jv_int(jv, fs, "freeze", "concurrency", 1, 64, 4, &conc) ||
+             tw_jv_int(jv, fs, "freeze", "queue_size", 1, 100000, 256, &queue) ||
+             tw_jv_int(jv, fs, "freeze", "max_attempts", 1, 100, 5, &attempts) ||
+             tw_jv_int(jv, fs, "freeze", "backoff_ms", 1, 3600000, 1000, &backoff) ||
+             tw_jv_int(jv, fs, "freeze", "backoff_max_ms", 1, 86400000, 60000, &backoff_max) ||
+             tw_jv_int(jv, fs, "freeze", "max_per_minute", 1, 100000, 10, &per_min) ||
+             tw_jv_int(jv, fs, "freeze", "circuit_window_s", 1, 3600, 60, &window) ||
+             tw_jv_int(jv, fs, "freeze", "ttl_s", 0, 366LL * 86400, 0, &ttl) ||
+             tw_jv_number(jv, fs, "freeze", "ttl_increment", 1.0, 100.0, 2.0, &incr) ||
+             tw_jv_int(jv, fs, "freeze", "ttl_max_s", 1, 3660LL * 86400, 30LL * 86400,
+                       &ttl_max) ||
+             (u && tw_jv_strv(jv, u, "unfreeze", "command", 64, &r->unfreeze_argv));
+    cJSON_Delete((cJSON *)none);
+    if (rc)
+        return -1;
+    if (f && !r->freeze_argv && !r->dry_run)
+        return tw_jv_fail(jv, "freeze.command",
+                          "expected the hook's argv array (or \"dry_run\": true)");
+    if (u && !r->unfreeze_argv)
+        return tw_jv_fail(jv, "unfreeze.command", "expected the hook's argv array");
+    if (check_command(jv, "freeze.command", r->freeze_argv) ||
+        check_command(jv, "unfreeze.command", r->unfreeze_argv))
+        return -1;
+    if (backoff_max < backoff)
+        return tw_jv_fail(jv, "freeze.backoff_max_ms", "expected at least backoff_ms (%lld)",
+                          backoff);
+    if (ttl && !r->unfreeze_argv && !r->dry_run)
+        return tw_jv_fail(jv, "freeze.ttl_s",
+                          "expected 0 without an \"unfreeze\" command (a freeze that expires "
+                          "needs a hook to undo it)");
+    if (ttl && ttl_max < ttl)
+        return tw_jv_fail(jv, "freeze.ttl_max_s", "expected at least ttl_s (%lld)", ttl);
+    r->enabled = f != NULL;
+    r->timeout_ms = (unsigned)tmo * 1000u;
+    r->concurrency = (unsigned)conc;
+    r->queue_size = (unsigned)queue;
+    r->max_attempts = (unsigned)attempts;
+    r->backoff_ms = (unsigned)backoff;
+    r->backoff_max_ms = (unsigned)backoff_max;
+    r->max_per_minute = (unsigned)per_min;
+    r->circuit_window_s = (unsigned)window;
+    r->ttl_s = (uint64_t)ttl;
+    r->ttl_max_s = (uint64_t)ttl_max;
+    r->ttl_increment = incr;
+    return 0;
+}
+
 static int load_detection(const tw_jv_t *jv, const cJSON *root, const char *dir,
                           tw_config_t *c)
 {
@@ -300,7 +447,13 @@ static int load_detection(const tw_jv_t *jv, const cJSON *root, const char *dir,
         tw_jv_int(jv, root, "", "max_tokens", 1000, TW_TOKENS_MAX, 1000000, &max_tokens))
         return -1;
     c->max_tokens = (size_t)max_tokens;
-    if (load_syslog(jv, root, dir, c) != 0)
+    long long max_cases, bl_interval;
+    if (tw_jv_int(jv, root, "", "max_cases", 10, 10000000, 100000, &max_cases) ||
+        tw_jv_int(jv, root, "", "baselines_interval_s", 1, 86400, 300, &bl_interval))
+        return -1;
+    c->max_cases = (size_t)max_cases;
+    c->baselines_interval_s = (unsigned)bl_interval;
+    if (load_syslog(jv, root, dir, c) != 0 || load_respond(jv, root, c) != 0)
         return -1;
     c->events_file = events ? tw_path_join(dir, events)
                             : tw_path_join(c->state_dir, "events.jsonl");
@@ -339,7 +492,7 @@ static int load_tree(const tw_jv_t *jv, const cJSON *root, const char *dir, tw_c
     c->state_dir = tw_path_join(dir, state_dir);
     c->formats_dir = tw_path_join(dir, formats_dir);
     c->state_interval_ms = (int)interval;
-    if (load_http(jv, root, c) != 0 || load_follow(jv, root, c) != 0)
+    if (load_http(jv, root, dir, c) != 0 || load_follow(jv, root, c) != 0)
         return -1;
     struct stat st;
     errno = 0;
@@ -398,10 +551,16 @@ void tw_config_free(tw_config_t *c)
     free(c->rules_file);
     free(c->events_file);
     tw_syslog_conf_free(&c->syslog);
+    tw_strv_free(c->respond.freeze_argv);
+    tw_strv_free(c->respond.unfreeze_argv);
     free(c->file);
     free(c->state_dir);
     free(c->formats_dir);
     free(c->http_address);
+    free(c->http_bearer_token_file);
+    free(c->http_basic_auth_file);
+    free(c->http_tls_cert_file);
+    free(c->http_tls_key_file);
     free(c);
 }
 

@@ -30,6 +30,19 @@ typedef struct tw_input_conf {
     bool from_start;             /* "start": "beginning" */
 } tw_input_conf_t;
 
+/* The "freeze" and "unfreeze" sections (respond.h; docs/configuration.md). */
+typedef struct tw_respond_conf {
+    bool enabled;                /* a "freeze" section is present */
+    char **freeze_argv;          /* NULL-terminated; NULL = no freeze command */
+    char **unfreeze_argv;        /* NULL = no unfreeze command */
+    bool pass_token, dry_run;
+    unsigned timeout_ms, concurrency, queue_size, max_attempts, backoff_ms, backoff_max_ms;
+    unsigned max_per_minute;     /* circuit breaker: freezes admitted per window */
+    unsigned circuit_window_s;   /* its window, default 60 */
+    uint64_t ttl_s, ttl_max_s;   /* 0 = frozen until an analyst unfreezes */
+    double ttl_increment;        /* each repeat freeze lasts this many times longer */
+} tw_respond_conf_t;
+
 typedef struct tw_config {
     char *file;                  /* the config file as given */
     char *state_dir;
@@ -41,6 +54,13 @@ typedef struct tw_config {
     uint16_t http_port;
     unsigned http_max_connections;
     unsigned http_timeout_s;
+    /* Access control and TLS of the HTTP server (docs/api.md); paths are
+     * resolved, NULL when not configured. Checked at load (modes, syntax). */
+    char *http_bearer_token_file;
+    char *http_basic_auth_file;
+    bool http_metrics_auth;
+    char *http_tls_cert_file;
+    char *http_tls_key_file;
 
     tw_tail_opts_t follow;
     int poll_interval_ms;
@@ -61,6 +81,9 @@ typedef struct tw_config {
     char *events_file;           /* default STATE_DIR/events.jsonl */
     size_t max_tokens;
     tw_syslog_conf_t syslog;     /* enabled false without a "syslog" section */
+    tw_respond_conf_t respond;
+    size_t max_cases;            /* flagged/frozen store bound */
+    unsigned baselines_interval_s;   /* baselines.bin save period */
 } tw_config_t;
 
 /* Loads and validates path. Returns 0 and *out, or -1 with err filled. */
@@ -69,6 +92,12 @@ void tw_config_free(tw_config_t *c);   /* NULL-safe */
 
 /* Finds an input by name; NULL if absent. */
 const tw_input_conf_t *tw_config_input(const tw_config_t *c, const char *name);
+
+/* Fills the listener, limit, credential and TLS fields of *o from c (the
+ * API backend and page assets are the caller's). Strings are borrowed from
+ * c, which must outlive the server's start. */
+struct tw_http_opts;
+void tw_config_http_opts(const tw_config_t *c, struct tw_http_opts *o);
 
 /* Splits "host:port" / "[v6]:port" into a fresh address string and a port.
  * Returns -1 (err: what was expected) on malformed input. */

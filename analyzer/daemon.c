@@ -12,12 +12,15 @@
  *
  * Detection: one detector (detect.h) judges every input's checks; its
  * anomaly events are appended to events_file and flushed once per read
- * round. Baselines live in memory only (persistence is a later issue); a
- * reload switches rules and keeps every baseline. With a "syslog" section
+ * round. Baselines are saved to state_dir/baselines.bin (persist.h) every
+ * baselines_interval_s and at shutdown, and loaded at start; a reload
+ * switches rules and keeps every baseline. With a "syslog" section
  * the same lines also go to syslog (syslogsink.h), queued by the same sink
  * callback and sent at the same flush; a reload that changes the section
  * replaces the syslog sink, and never touches the events file's behaviour.
  */
+#include "api.h"
+#include "assets.h"
 #include "cli.h"
 #include "config.h"
 #include "detect.h"
@@ -26,13 +29,20 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "persist.h"
 #include "pipeline.h"
+#include "respond.h"
+#include "timeparse.h"
 #include "state.h"
 #include "syslogsink.h"
 #include "tail.h"
 #include "tokenid.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +104,18 @@ typedef struct tw_daemon {
     tw_log_limit_t syslog_limit;
     int cli_log_level;          /* -1: the config's */
     int log_format;
+    bool discard_state;         /* --discard-state */
+    tw_respond_t *resp;         /* NULL when detection is off */
+    char *baselines_path;
+    tw_cell_t *c_bl_seconds, *c_bl_bytes, *c_bl_tokens;
+    int64_t started_ns;
+    /* The analysis lock: held by the loop while it reads, detects and
+     * responds; taken by the HTTP API for each call. api_waiting makes the
+     * loop yield between rounds when an API call waits, so a busy loop
+     * cannot starve the API. */
+    pthread_mutex_t lock;
+    atomic_int api_waiting;
+    tw_api_backend_t api;
 } tw_daemon_t;
 
 static int add_input(tw_daemon_t *d, const tw_input_conf_t *ic, const tw_state_input_t *saved)
@@ -182,12 +204,114 @@ static int save_state(tw_daemon_t *d)
     return 0;
 }
 
-static void on_anomaly(void *ctx, const char *line, size_t len)
+static void on_anomaly(void *ctx, const tw_anomaly_t *a)
 {
     tw_daemon_t *d = ctx;
-    tw_events_file_append(d->events, line, len);
+    tw_events_file_append(d->events, a->line, a->len);
     if (d->syslog)
-        tw_syslog_append(d->syslog, line, len);
+        tw_syslog_append(d->syslog, a->line, a->len);
+    if (d->resp)
+        tw_respond_anomaly(d->resp, a);
+}
+
+static void on_want(void *ctx, uint64_t token_id, tw_slice_t token)
+{
+    tw_daemon_t *d = ctx;
+    if (d->resp)
+        tw_respond_want(d->resp, token_id, token);
+}
+
+/* --discard-state: moves a state file aside (never deletes it: an operator
+ * may want to look at it) so the start can go on afresh. */
+static int discard_aside(const char *path, tw_err_t *err)
+{
+    char aside[4096];
+    snprintf(aside, sizeof aside, "%s.discarded-%lld", path, (long long)(tw_now_ns() / 1000000000));
+    if (rename(path, aside) != 0)
+        return tw_err_set(err, "%s: cannot move it aside to %s: %s", path, aside,
+                          strerror(errno));
+    tw_warn("--discard-state: %s moved aside to %s; starting afresh", path, aside);
+    return 0;
+}
+
+/* Appends the way out to a state file error. Returns -1. */
+static int discard_hint(tw_err_t *err)
+{
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return tw_err_set(err, "%s (start with --discard-state to move it aside and start afresh)",
+                      msg);
+}
+
+static int save_baselines(tw_daemon_t *d)
+{
+    if (!d->det)
+        return 0;
+    tw_persist_stats_t st;
+    tw_err_t err;
+    if (tw_persist_save(d->det, d->baselines_path, &st, &err) != 0) {
+        tw_cell_add(d->c_save_failures, 1);
+        tw_log_limited(&d->save_limit, TW_LOG_ERROR, "saving baselines failed: %s", err.msg);
+        return -1;
+    }
+    tw_cell_set(d->c_bl_seconds, (uint64_t)(st.seconds * 1e6));
+    tw_cell_set_gauge(d->c_bl_bytes, (int64_t)st.bytes);
+    tw_cell_set_gauge(d->c_bl_tokens, (int64_t)(st.tokens + st.principals));
+    tw_debug("baselines saved: %llu tokens, %llu principals, %llu bytes in %.3f s",
+             (unsigned long long)st.tokens, (unsigned long long)st.principals,
+             (unsigned long long)st.bytes, st.seconds);
+    return 0;
+}
+
+static int load_baselines(tw_daemon_t *d, tw_err_t *err)
+{
+    tw_persist_stats_t st;
+    int rc = tw_persist_load(d->det, d->baselines_path, &st, err);
+    if (rc < 0 && d->discard_state) {
+        tw_warn("%s", err->msg);
+        if (discard_aside(d->baselines_path, err) != 0)
+            return -1;
+        return 0;
+    }
+    if (rc < 0)
+        return discard_hint(err);
+    if (rc == 0)
+        tw_info("baselines loaded from %s: %llu tokens, %llu principals (%.2f s)",
+                d->baselines_path, (unsigned long long)st.tokens,
+                (unsigned long long)st.principals, st.seconds);
+    return 0;
+}
+
+static int start_respond(tw_daemon_t *d, tw_err_t *err)
+{
+    const tw_config_t *c = d->cfg;
+    char *cases = tw_path_join(d->state_dir, TW_CASES_FILE);
+    tw_respond_opts_t ro = {
+        .conf = &c->respond,
+        .max_cases = c->max_cases,
+        .cases_path = cases,
+        .det = d->det,
+        .events = d->events,
+        .metrics = d->metrics,
+    };
+    d->resp = tw_respond_new(&ro, err);
+    if (!d->resp && d->discard_state) {
+        tw_warn("%s", err->msg);
+        if (discard_aside(cases, err) == 0)
+            d->resp = tw_respond_new(&ro, err);
+    } else if (!d->resp) {
+        discard_hint(err);
+    }
+    free(cases);
+    if (!d->resp)
+        return -1;
+    if (c->respond.enabled)
+        tw_info("freeze hook %s: at most %u per minute, %u at once, queue %u%s",
+                c->respond.dry_run ? "in dry run" : "on", c->respond.max_per_minute,
+                c->respond.concurrency, c->respond.queue_size,
+                c->respond.pass_token ? ", raw token on its stdin (pass_token)" : "");
+    tw_respond_resume(d->resp);
+    return 0;
 }
 
 static void flush_events(tw_daemon_t *d)
@@ -259,8 +383,12 @@ static int start_detection(tw_daemon_t *d, tw_err_t *err)
         .metrics = d->metrics,
         .sink = on_anomaly,
         .sink_ctx = d,
+        .want = on_want,
     };
     d->det = tw_detect_new(&o);
+    d->baselines_path = tw_path_join(d->state_dir, TW_PERSIST_FILE);
+    if (load_baselines(d, err) != 0 || start_respond(d, err) != 0)
+        return -1;
     apply_syslog(d, NULL, &c->syslog);
     tw_info("detection on: %zu rules from %s, events to %s%s", c->rules->nrules,
             c->rules_file, c->events_file, d->geo ? "" : ", no GeoIP");
@@ -283,6 +411,26 @@ static void set_ref_time(tw_daemon_t *d, int64_t now)
         tw_input_set_ref_time(d->inputs[i].input, now);
 }
 
+static bool strv_equal(char **a, char **b)
+{
+    for (; a && b && *a && *b; a++, b++)
+        if (strcmp(*a, *b) != 0)
+            return false;
+    return (!a || !*a) && (!b || !*b);
+}
+
+static bool respond_conf_equal(const tw_respond_conf_t *a, const tw_respond_conf_t *b)
+{
+    return a->enabled == b->enabled && strv_equal(a->freeze_argv, b->freeze_argv) &&
+           strv_equal(a->unfreeze_argv, b->unfreeze_argv) && a->pass_token == b->pass_token &&
+           a->dry_run == b->dry_run && a->timeout_ms == b->timeout_ms &&
+           a->concurrency == b->concurrency && a->queue_size == b->queue_size &&
+           a->max_attempts == b->max_attempts && a->backoff_ms == b->backoff_ms &&
+           a->backoff_max_ms == b->backoff_max_ms && a->max_per_minute == b->max_per_minute &&
+           a->circuit_window_s == b->circuit_window_s && a->ttl_s == b->ttl_s &&
+           a->ttl_max_s == b->ttl_max_s && a->ttl_increment == b->ttl_increment;
+}
+
 static void warn_restart_only(const tw_config_t *o, const tw_config_t *n)
 {
     if (strcmp(o->http_address, n->http_address) != 0 || o->http_port != n->http_port ||
@@ -298,6 +446,9 @@ static void warn_restart_only(const tw_config_t *o, const tw_config_t *n)
         tw_warn("reload: geoip settings changed; they take effect after a restart");
     if (strcmp(o->events_file, n->events_file) != 0 || o->max_tokens != n->max_tokens)
         tw_warn("reload: events_file or max_tokens changed; they take effect after a restart");
+    if (!respond_conf_equal(&o->respond, &n->respond) || o->max_cases != n->max_cases)
+        tw_warn("reload: freeze, unfreeze or max_cases changed; they take effect after a "
+                "restart");
     if ((o->rules == NULL) != (n->rules == NULL))
         tw_warn("reload: detection %s; that takes effect after a restart",
                 n->rules ? "enabled" : "disabled");
@@ -323,6 +474,9 @@ static void reload(tw_daemon_t *d)
         return;
     }
     warn_restart_only(d->cfg, nc);
+    if (tw_http_reload_auth(d->http, nc->http_bearer_token_file, nc->http_basic_auth_file,
+                            &err) != 0)
+        tw_error("reload: keeping the previous HTTP credentials: %s", err.msg);
     /* Drop inputs that are gone or now follow another path. Their counters
      * are kept aside: an input that comes back under the same name (or
      * follows a new path) continues its totals, as it would after a restart,
@@ -377,6 +531,17 @@ static void register_daemon_metrics(tw_daemon_t *d)
                           "State snapshots that could not be written.", TW_METRIC_COUNTER,
                           0, NULL);
     d->c_save_failures = tw_family_cell(f, NULL);
+    f = tw_metrics_family_fixed(d->metrics, "tokenwatch_state_save_seconds",
+                                "Duration of the last baselines save (state_dir/baselines.bin).",
+                                TW_METRIC_GAUGE, 6, 0, NULL);
+    d->c_bl_seconds = tw_family_cell(f, NULL);
+    f = tw_metrics_family(d->metrics, "tokenwatch_state_baselines_bytes",
+                          "Size of the last baselines file written.", TW_METRIC_GAUGE, 0, NULL);
+    d->c_bl_bytes = tw_family_cell(f, NULL);
+    f = tw_metrics_family(d->metrics, "tokenwatch_state_baselines_saved",
+                          "Token and principal baselines in the last baselines file written.",
+                          TW_METRIC_GAUGE, 0, NULL);
+    d->c_bl_tokens = tw_family_cell(f, NULL);
     f = tw_metrics_family(d->metrics, "tokenwatch_syslog_sent_total",
                           "Anomaly events sent to syslog.", TW_METRIC_COUNTER, 0, NULL);
     d->syslog_cells.sent = tw_family_cell(f, NULL);
@@ -391,14 +556,178 @@ static void register_daemon_metrics(tw_daemon_t *d)
     d->syslog_cells.dropped_error = tw_family_cell(f, error);
 }
 
+/* ---- the analyst API (exporter/api.h), on HTTP threads ---------------------- */
+
+static void api_lock(tw_daemon_t *d)
+{
+    atomic_fetch_add_explicit(&d->api_waiting, 1, memory_order_relaxed);
+    pthread_mutex_lock(&d->lock);
+    atomic_fetch_sub_explicit(&d->api_waiting, 1, memory_order_relaxed);
+}
+
+static char *empty_list(const tw_api_query_t *q, int *status)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, "{\"total\":0,\"offset\":%u,\"limit\":%u,\"items\":[]}", q->offset,
+             q->limit);
+    *status = 200;
+    return tw_xstrdup(buf);
+}
+
+static char *api_flagged(void *ctx, const tw_api_query_t *q, int *status)
+{
+    tw_daemon_t *d = ctx;
+    api_lock(d);
+    char *r = d->resp ? tw_respond_api_flagged(d->resp, q, status) : empty_list(q, status);
+    pthread_mutex_unlock(&d->lock);
+    return r;
+}
+
+static char *no_detection(int *status)
+{
+    *status = 404;
+    return tw_xstrdup("{\"error\":\"detection is off (no rules): no token is tracked\"}");
+}
+
+static char *api_token(void *ctx, uint64_t token_id, int *status)
+{
+    tw_daemon_t *d = ctx;
+    api_lock(d);
+    char *r = d->resp ? tw_respond_api_token(d->resp, token_id, status) : no_detection(status);
+    pthread_mutex_unlock(&d->lock);
+    return r;
+}
+
+static char *api_action(void *ctx, uint64_t token_id, tw_api_action_t a, const char *analyst,
+                        const char *note, int *status)
+{
+    tw_daemon_t *d = ctx;
+    api_lock(d);
+    char *r = d->resp ? tw_respond_api_action(d->resp, token_id, a, analyst, note, tw_now_ns(),
+                                              status)
+                      : no_detection(status);
+    /* The audit record and any hook request are written now, not at the
+     * next round, so the analyst's action is on disk when the call returns. */
+    if (d->resp && *status == 200) {
+        flush_events(d);
+        tw_err_t err;
+        if (tw_respond_save(d->resp, &err) != 0)
+            tw_error("saving the flagged store: %s", err.msg);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return r;
+}
+
+typedef struct count_ctx {
+    uint64_t by_state[TW_CASE__COUNT], by_sev[4];
+} count_ctx_t;
+
+static bool count_case(void *ctx, tw_case_t *c)
+{
+    count_ctx_t *x = ctx;
+    x->by_state[c->state]++;
+    x->by_sev[c->severity & 3]++;
+    return true;
+}
+
+static char *api_stats(void *ctx, int *status)
+{
+    tw_daemon_t *d = ctx;
+    tw_jw_t w;
+    tw_jw_init(&w);
+    api_lock(d);
+    tw_detect_stats_t ds = {0};
+    if (d->det)
+        tw_detect_stats(d->det, &ds);
+    count_ctx_t cc = {{0}, {0}};
+    if (d->resp)
+        tw_cases_each(tw_respond_cases(d->resp), count_case, &cc);
+    tw_jw_obj_begin(&w);
+    tw_jw_key(&w, "version");
+    tw_jw_cstr(&w, TW_VERSION);
+    tw_jw_key(&w, "uptime_s");
+    tw_jw_int(&w, (tw_now_ns() - d->started_ns) / 1000000000);
+    tw_jw_key(&w, "detection");
+    tw_jw_bool(&w, d->det != NULL);
+    tw_jw_key(&w, "tokens_tracked");
+    tw_jw_int(&w, (long long)ds.tokens_tracked);
+    tw_jw_key(&w, "tokens_flagged");
+    tw_jw_int(&w, d->resp ? (long long)tw_cases_count(tw_respond_cases(d->resp)) : 0);
+    tw_jw_key(&w, "tokens_frozen");
+    tw_jw_int(&w, d->resp ? (long long)tw_respond_frozen(d->resp) : 0);
+    tw_jw_key(&w, "flagged_by_state");
+    tw_jw_obj_begin(&w);
+    for (int s = 0; s < TW_CASE__COUNT; s++) {
+        tw_jw_key(&w, tw_case_state_name((tw_case_state_t)s));
+        tw_jw_int(&w, (long long)cc.by_state[s]);
+    }
+    tw_jw_obj_end(&w);
+    tw_jw_key(&w, "flagged_by_severity");
+    tw_jw_obj_begin(&w);
+    for (int s = 0; s < 4; s++) {
+        tw_jw_key(&w, tw_severity_name((tw_severity_t)s));
+        tw_jw_int(&w, (long long)cc.by_sev[s]);
+    }
+    tw_jw_obj_end(&w);
+    tw_jw_key(&w, "anomalies_total");
+    tw_jw_int(&w, (long long)ds.anomalies);
+    tw_jw_key(&w, "freeze_circuit_open");
+    tw_jw_bool(&w, d->resp && tw_respond_circuit_open(d->resp));
+    tw_jw_key(&w, "freeze_queue_depth");
+    tw_jw_int(&w, d->resp ? (long long)tw_respond_queue_depth(d->resp) : 0);
+    tw_jw_key(&w, "inputs");
+    tw_jw_arr_begin(&w);
+    for (size_t i = 0; i < d->ninputs; i++) {
+        tw_input_t *in = d->inputs[i].input;
+        const tw_input_stats_t *st = tw_input_stats(in);
+        uint64_t perr = 0;
+        for (int k = 0; k < TW_PERR__COUNT; k++)
+            perr += st->parse_errors[k];
+        tw_jw_obj_begin(&w);
+        tw_jw_key(&w, "name");
+        tw_jw_cstr(&w, tw_input_name(in));
+        tw_jw_key(&w, "checks");
+        tw_jw_int(&w, (long long)st->checks);
+        tw_jw_key(&w, "rejected");
+        tw_jw_int(&w, (long long)st->rejected);
+        tw_jw_key(&w, "lines");
+        tw_jw_int(&w, (long long)st->lines);
+        tw_jw_key(&w, "parse_errors");
+        tw_jw_int(&w, (long long)perr);
+        tw_jw_obj_end(&w);
+    }
+    tw_jw_arr_end(&w);
+    tw_jw_obj_end(&w);
+    pthread_mutex_unlock(&d->lock);
+    char *r = tw_xmalloc(w.len + 1);
+    memcpy(r, w.buf, w.len);
+    r[w.len] = '\0';
+    tw_jw_free(&w);
+    *status = 200;
+    return r;
+}
+
 static int start(tw_daemon_t *d, tw_err_t *err)
 {
     const tw_config_t *c = d->cfg;
     if (tw_state_prepare_dir(d->state_dir, err) != 0)
         return -1;
     tw_state_t *saved;
-    if (tw_state_load(d->state_dir, &saved, err) != 0)
-        return -1;
+    if (tw_state_load(d->state_dir, &saved, err) != 0) {
+        char *off = tw_path_join(d->state_dir, TW_STATE_OFFSETS_FILE);
+        int rc = -1;
+        if (d->discard_state) {
+            tw_warn("%s", err->msg);
+            rc = discard_aside(off, err);
+            if (rc == 0)
+                rc = tw_state_load(d->state_dir, &saved, err);
+        } else {
+            discard_hint(err);
+        }
+        free(off);
+        if (rc != 0)
+            return -1;
+    }
     d->metrics = tw_metrics_new();
     register_daemon_metrics(d);
     if (start_detection(d, err) != 0) {
@@ -417,12 +746,18 @@ static int start(tw_daemon_t *d, tw_err_t *err)
         }
     }
     tw_state_free(saved);
-    tw_http_opts_t ho = {
-        .address = c->http_address,
-        .port = c->http_port,
-        .max_connections = c->http_max_connections,
-        .timeout_s = c->http_timeout_s,
+    tw_http_opts_t ho = {0};
+    tw_config_http_opts(c, &ho);
+    d->api = (tw_api_backend_t){
+        .ctx = d,
+        .flagged = api_flagged,
+        .token = api_token,
+        .action = api_action,
+        .stats = api_stats,
     };
+    ho.api = &d->api;
+    ho.assets = tw_page_assets;
+    ho.nassets = tw_page_nassets;
     d->http = tw_http_start(&ho, d->metrics, err);
     if (!d->http)
         return -1;
@@ -439,6 +774,8 @@ static int start(tw_daemon_t *d, tw_err_t *err)
 static void stop(tw_daemon_t *d)
 {
     tw_http_stop(d->http);
+    tw_respond_free(d->resp);   /* saves the store; kills running hooks */
+    free(d->baselines_path);
     for (size_t i = 0; i < d->ninputs; i++) {
         tw_input_free(d->inputs[i].input);
         free(d->inputs[i].path);
@@ -463,6 +800,8 @@ static void stop(tw_daemon_t *d)
 static void loop(tw_daemon_t *d)
 {
     int64_t next_save = tw_mono_ns() + (int64_t)d->cfg->state_interval_ms * 1000000;
+    int64_t next_bl = tw_mono_ns() + (int64_t)d->cfg->baselines_interval_s * 1000000000;
+    pthread_mutex_lock(&d->lock);
     while (!g_stop) {
         if (g_reload) {
             g_reload = 0;
@@ -471,20 +810,34 @@ static void loop(tw_daemon_t *d)
         set_ref_time(d, tw_now_ns());
         uint64_t got = tw_tail_poll(d->tail);
         publish_all(d);
+        if (d->resp)
+            tw_respond_tick(d->resp, tw_now_ns());
         flush_events(d);
         int64_t now = tw_mono_ns();
         if (now >= next_save) {
             save_state(d);
             next_save = now + (int64_t)d->cfg->state_interval_ms * 1000000;
         }
+        if (now >= next_bl) {
+            save_baselines(d);
+            next_bl = tw_mono_ns() + (int64_t)d->cfg->baselines_interval_s * 1000000000;
+        }
         if (got == 0 && !g_stop && !g_reload) {
             int64_t until_save = (next_save - now) / 1000000;
             int wait = d->cfg->poll_interval_ms;
             if (until_save < wait)
                 wait = until_save > 0 ? (int)until_save : 0;
-            tw_tail_wait(d->tail, wait);
+            pthread_mutex_unlock(&d->lock);
+            tw_tail_wait_fd(d->tail, wait, d->resp ? tw_respond_wake_fd(d->resp) : -1);
+            pthread_mutex_lock(&d->lock);
+        } else if (atomic_load_explicit(&d->api_waiting, memory_order_relaxed)) {
+            pthread_mutex_unlock(&d->lock);
+            while (atomic_load_explicit(&d->api_waiting, memory_order_relaxed))
+                sched_yield();
+            pthread_mutex_lock(&d->lock);
         }
     }
+    pthread_mutex_unlock(&d->lock);
 }
 
 int tw_cmd_run(const tw_cli_t *cli)
@@ -494,7 +847,12 @@ int tw_cmd_run(const tw_cli_t *cli)
                 cli->args[0]);
         return TW_EXIT_USAGE;
     }
-    tw_daemon_t d = {.cli_log_level = cli->log_level, .log_format = cli->log_format};
+    tw_daemon_t d = {.cli_log_level = cli->log_level,
+                     .log_format = cli->log_format,
+                     .discard_state = cli->discard_state,
+                     .started_ns = tw_now_ns()};
+    pthread_mutex_init(&d.lock, NULL);
+    atomic_init(&d.api_waiting, 0);
     d.cfg = tw_cli_load_config(cli);
     if (!d.cfg)
         return TW_EXIT_USAGE;
@@ -514,9 +872,10 @@ int tw_cmd_run(const tw_cli_t *cli)
     } else {
         loop(&d);
         tw_info("stopping: saving state");
-        if (save_state(&d) != 0)
+        if (save_state(&d) != 0 || save_baselines(&d) != 0)
             rc = TW_EXIT_FAILURE;
     }
     stop(&d);
+    pthread_mutex_destroy(&d.lock);
     return rc;
 }

@@ -521,6 +521,7 @@ struct tw_detect {
     tw_jw_t jw;
     tw_detect_sink_fn sink;
     void *sink_ctx;
+    tw_detect_want_fn want;
     tw_geo_result_t g;
 
     /* Derived from the rules. */
@@ -631,6 +632,7 @@ tw_detect_t *tw_detect_new(const tw_detect_opts_t *o)
     tw_jw_init(&d->jw);
     d->sink = o->sink;
     d->sink_ctx = o->sink_ctx;
+    d->want = o->want;
     d->metrics = o->metrics;
     if (d->metrics)
         register_cells(d);
@@ -781,6 +783,8 @@ typedef struct ctx {
     tw_token_t *te;
     const tw_geo_result_t *g;
     uint32_t ts;
+    tw_anomaly_facts_t facts;   /* filled by the rule before finish() */
+    char hint[64];
 } ctx_t;
 
 static bool cooled(const ctx_t *c, size_t i, uint32_t *slot)
@@ -793,15 +797,17 @@ static bool cooled(const ctx_t *c, size_t i, uint32_t *slot)
     return true;
 }
 
-static tw_jw_t *begin(const ctx_t *c, const tw_rule_t *r)
+static tw_jw_t *begin(ctx_t *c, const tw_rule_t *r)
 {
-    char hint[64];
     const tw_geo_result_t *g = c->g;
+    memset(&c->facts, 0, sizeof c->facts);
+    c->facts.kind = r->kind;
+    c->facts.hour_of_week = -1;
     bool geo = g->status == TW_GEO_FOUND;
     tw_anomaly_head_t h = {
         .time_ns = c->ev->time_ns,
         .token_id = c->id,
-        .token_hint = tw_token_hint(c->ev->token, hint, sizeof hint),
+        .token_hint = tw_token_hint(c->ev->token, c->hint, sizeof c->hint),
         .rule = r->id,
         .kind = tw_rule_kind_name(r->kind),
         .severity = tw_severity_name(r->severity),
@@ -815,7 +821,7 @@ static tw_jw_t *begin(const ctx_t *c, const tw_rule_t *r)
     return &c->d->jw;
 }
 
-static void finish(const ctx_t *c, size_t i, const tw_rule_t *r)
+static void finish(ctx_t *c, size_t i, const tw_rule_t *r)
 {
     tw_detect_t *d = c->d;
     tw_anomaly_end(&d->jw);
@@ -829,8 +835,25 @@ static void finish(const ctx_t *c, size_t i, const tw_rule_t *r)
     d->anomalies++;
     if (d->c_rule[i])
         tw_cell_add(d->c_rule[i], 1);
-    if (d->sink)
-        d->sink(d->sink_ctx, d->jw.buf, d->jw.len);
+    if (!d->sink)
+        return;
+    bool geo = c->g->status == TW_GEO_FOUND;
+    tw_anomaly_t a = {
+        .line = d->jw.buf,
+        .len = d->jw.len,
+        .token_id = c->id,
+        .token = c->ev->token,
+        .user = c->ev->user,
+        .token_hint = c->hint,
+        .rule = r,
+        .time_ns = c->ev->time_ns,
+        .input = c->input,
+        .ip = c->ev->ip,
+        .country = geo ? c->g->country : "",
+        .city = geo ? c->g->city : "",
+        .facts = c->facts,
+    };
+    d->sink(d->sink_ctx, &a);
 }
 
 static void loc_json(tw_jw_t *w, const tw_baseline_loc_t *l)
@@ -923,6 +946,11 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
     bool judge = !allow_tok && !allow_ip;
     bool accepted = !ev->rejected;
     tw_baseline_t *b = &te->b;
+    if (b->flags & TW_BL_WANTED) {
+        b->flags &= (uint8_t)~TW_BL_WANTED;
+        if (d->want)
+            d->want(d->sink_ctx, id, ev->token);
+    }
     int64_t t = tw_baseline_touch(b, ev->time_ns);
     uint32_t ts = secs_u32(t);
 
@@ -994,6 +1022,7 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
                 break;
             tw_baseline_rate_exclude(b);
             tw_jw_t *w = begin(&c, r);
+            c.facts.rate_count = rate_count;
             tw_jw_key(w, "window_s");
             tw_jw_int(w, d->rate_window_s);
             tw_jw_key(w, "count");
@@ -1072,6 +1101,7 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
             to.country[1] = g->country[1];
             to.addr = g->addr;
             tw_jw_t *w = begin(&c, r);
+            memcpy(c.facts.country, g->country, sizeof c.facts.country);
             tw_jw_key(w, "from");
             loc_json(w, prev);
             tw_jw_key(w, "to");
@@ -1099,6 +1129,10 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
             if ((!new_cc && !new_asn) || !cooled(&c, i, NULL))
                 break;
             tw_jw_t *w = begin(&c, r);
+            if (new_cc)
+                memcpy(c.facts.country, g->country, sizeof c.facts.country);
+            if (new_asn)
+                c.facts.asn = g->asn;
             tw_jw_key(w, "country");
             tw_jw_cstr(w, g->country);
             tw_jw_key(w, "asn");
@@ -1147,6 +1181,8 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
             if ((!learned_hit && !policy_hit) || !cooled(&c, i, NULL))
                 break;
             tw_jw_t *w = begin(&c, r);
+            c.facts.hour_of_week = (int)how;
+            c.facts.utc_offset_s = off;
             tw_jw_key(w, "hour_of_week");
             tw_jw_int(w, how);
             tw_jw_key(w, "profile_share");
@@ -1188,6 +1224,61 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
     }
 }
 
+uint32_t tw_detect_rate_window(const tw_detect_t *d) { return d->rate_window_s; }
+
+void tw_detect_want(tw_detect_t *d, uint64_t token_id)
+{
+    bool created;
+    /* A cold insert when untracked: a blank baseline at the back of the
+     * recency list, so the mark costs no tracked token its place. */
+    tw_token_t *e = tw_tokens_get(d->tokens, token_id, true, &created);
+    e->b.flags |= TW_BL_WANTED;
+}
+
+/* Adds uses in hour-of-week how until every learned off_hours rule would
+ * find the hour usual (share >= twice its max_share), at most 255 uses. */
+static void learn_hour(tw_detect_t *d, tw_baseline_t *b, unsigned how, int32_t off)
+{
+    const tw_rules_t *R = d->rules;
+    int64_t local_s = b->last_ns / NS_PER_S + off;
+    tw_baseline_hours_flush(b);
+    for (size_t i = 0; R && i < R->nrules; i++) {
+        const tw_rule_t *r = &R->rules[i];
+        if (r->kind != TW_KIND_OFF_HOURS || !r->learned)
+            continue;
+        double want = fmin(0.9, 2.0 * r->max_share);
+        for (int k = 0; k < 255; k++) {
+            if (b->hours_total >= r->min_profile &&
+                tw_baseline_hours_share(b, how, r->spread_hours, r->lookback_hours, true) >=
+                    want)
+                break;
+            tw_baseline_hours_add(b, how, local_s);
+        }
+    }
+}
+
+bool tw_detect_learn(tw_detect_t *d, uint64_t token_id, const tw_anomaly_facts_t *f)
+{
+    tw_token_t *e = tw_tokens_find(d->tokens, token_id);
+    if (!e)
+        return false;
+    tw_baseline_t *b = &e->b;
+    if (f->country[0] && f->country[1])
+        tw_baseline_country_note(b, f->country);
+    if (f->asn)
+        tw_baseline_asn_note(b, f->asn);
+    if (f->hour_of_week >= 0 && f->hour_of_week < TW_BASELINE_HOURS)
+        learn_hour(d, b, (unsigned)f->hour_of_week, f->utc_offset_s);
+    if (f->rate_count > 0 && b->rate_mean < (float)f->rate_count) {
+        /* The dismissed spike is the new normal: its count becomes the mean,
+         * so the rule's multiplier puts the threshold above it. */
+        b->rate_mean = (float)f->rate_count;
+        if (b->rate_windows == 0)
+            b->rate_windows = 1;
+    }
+    return true;
+}
+
 void tw_detect_publish(tw_detect_t *d)
 {
     if (!d->metrics)
@@ -1227,4 +1318,34 @@ const tw_baseline_t *tw_detect_token(tw_detect_t *d, uint64_t token_id)
         return NULL;
     tw_baseline_hours_flush(&e->b);
     return &e->b;
+}
+
+/* ---- access for persistence (persist.c) -------------------------------- */
+
+tw_tokens_t *tw_detect_tokens(tw_detect_t *d) { return d->tokens; }
+tw_tokens_t *tw_detect_principals(tw_detect_t *d) { return d->principals; }
+tw_geo_t *tw_detect_geo(const tw_detect_t *d) { return d->geo; }
+
+static bool count_flagged(void *ctx, const tw_token_t *e)
+{
+    if (e->b.flags & TW_BL_FLAGGED)
+        (*(uint64_t *)ctx)++;
+    return true;
+}
+
+void tw_detect_recount(tw_detect_t *d)
+{
+    uint64_t n = 0;
+    tw_tokens_each(d->tokens, count_flagged, &n);
+    d->flagged = n;
+}
+
+void tw_detect_clear(tw_detect_t *d)
+{
+    size_t tmax = tw_tokens_capacity(d->tokens), pmax = tw_tokens_capacity(d->principals);
+    tw_tokens_free(d->tokens);
+    tw_tokens_free(d->principals);
+    d->tokens = tw_tokens_new(tmax, on_evict, d);
+    d->principals = tw_tokens_new(pmax, NULL, NULL);
+    d->flagged = 0;
 }

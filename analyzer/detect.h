@@ -106,8 +106,42 @@ bool tw_cidr_contains(const tw_cidr_t *c, const tw_geo_addr_t *a);
 
 typedef struct tw_detect tw_detect_t;
 
-/* Receives one anomaly event: a JSON object and its '\n', len bytes. */
-typedef void (*tw_detect_sink_fn)(void *ctx, const char *line, size_t len);
+/* What a dismissed anomaly teaches the token's baseline (tw_detect_learn):
+ * the parts of the anomaly that the analyst declared normal. */
+typedef struct tw_anomaly_facts {
+    tw_rule_kind_t kind;
+    char country[3];           /* geo_new, geo_velocity (where it went): "" none */
+    uint32_t asn;              /* geo_new: 0 none */
+    int hour_of_week;          /* off_hours: local hour of week, -1 none */
+    int32_t utc_offset_s;      /* off_hours: the offset that hour was computed with */
+    uint32_t rate_count;       /* rate: the count that fired, 0 none */
+} tw_anomaly_facts_t;
+
+/* One anomaly, as handed to the sink. Every pointer is valid only during the
+ * call: line is the JSON object and its '\n' (len bytes); token is the RAW
+ * token (a secret: only the freeze hook may see it, on its stdin); user is the
+ * event's principal ("" none). */
+typedef struct tw_anomaly {
+    const char *line;
+    size_t len;
+    uint64_t token_id;
+    tw_slice_t token;
+    tw_slice_t user;
+    const char *token_hint;
+    const tw_rule_t *rule;
+    int64_t time_ns;
+    const char *input;
+    tw_slice_t ip;
+    const char *country, *city;  /* "" when unknown */
+    tw_anomaly_facts_t facts;
+} tw_anomaly_t;
+
+/* Receives each anomaly event. */
+typedef void (*tw_detect_sink_fn)(void *ctx, const tw_anomaly_t *a);
+
+/* Called (before any rule judges the event) for an event whose token was
+ * marked with tw_detect_want(); the mark is cleared first. token is raw. */
+typedef void (*tw_detect_want_fn)(void *ctx, uint64_t token_id, tw_slice_t token);
 
 typedef struct tw_detect_opts {
     const tw_rules_t *rules;     /* borrowed; must outlive the detector or be replaced */
@@ -119,6 +153,7 @@ typedef struct tw_detect_opts {
     tw_metrics_t *metrics;       /* NULL: no metric cells (replay) */
     tw_detect_sink_fn sink;
     void *sink_ctx;
+    tw_detect_want_fn want;      /* NULL: tw_detect_want() marks are ignored */
 } tw_detect_opts_t;
 
 tw_detect_t *tw_detect_new(const tw_detect_opts_t *o);
@@ -150,5 +185,39 @@ void tw_detect_stats(const tw_detect_t *d, tw_detect_stats_t *out);
 
 /* The baseline of a token id, or NULL (tests, the API later). */
 const tw_baseline_t *tw_detect_token(tw_detect_t *d, uint64_t token_id);
+
+/* The rate rule's window in seconds (0 without a rate rule). */
+uint32_t tw_detect_rate_window(const tw_detect_t *d);
+
+/* Marks a token so that its next event calls opts.want with the raw token
+ * (the freeze hook needs it after a restart, and raw tokens are never
+ * written to disk). An untracked token gets a blank entry to carry the mark. */
+void tw_detect_want(tw_detect_t *d, uint64_t token_id);
+
+/* Feedback from an analyst's "dismiss": makes what the anomaly found unusual
+ * part of the token's baseline (its country/ASN known, its hour of week a
+ * usual one, its rate within the learned mean). Returns false when the token
+ * is not tracked. */
+bool tw_detect_learn(tw_detect_t *d, uint64_t token_id, const tw_anomaly_facts_t *f);
+
+/* ---- access for persistence (persist.h) ---------------------------------
+ * Analysis thread only, like everything that touches the tables. */
+
+typedef struct tw_tokens tw_tokens_t;   /* tokens.h */
+
+/* The token and principal tables (owned by d; valid until tw_detect_clear()
+ * or tw_detect_free()). Entries hold the token's principal id in aux. */
+tw_tokens_t *tw_detect_tokens(tw_detect_t *d);
+tw_tokens_t *tw_detect_principals(tw_detect_t *d);
+/* The borrowed GeoIP handle, NULL without one: loc.city/time_zone of loaded
+ * baselines must be interned there (tw_geo_intern) to compare by pointer. */
+tw_geo_t *tw_detect_geo(const tw_detect_t *d);
+/* Recomputes the tokens-flagged count from the TW_BL_FLAGGED flags (after
+ * baselines were put into the tables from outside, e.g. a load). */
+void tw_detect_recount(tw_detect_t *d);
+/* Drops every token and principal baseline (new empty tables with the same
+ * bounds; pointers into the old ones become invalid) and zeroes the flagged
+ * count. Used to leave a detector empty after a failed load. */
+void tw_detect_clear(tw_detect_t *d);
 
 #endif

@@ -222,6 +222,14 @@ void tw_jw_null(tw_jw_t *w)
 
 void tw_jw_newline(tw_jw_t *w) { putc1(w, '\n'); }
 
+void tw_jw_raw(tw_jw_t *w, const char *s, size_t n) { put(w, s, n); }
+
+void tw_jw_token_id(tw_jw_t *w, uint64_t id)
+{
+    char buf[TW_TOKENID_STR_LEN + 1];
+    tw_jw_cstr(w, tw_tokenid_format(id, buf));
+}
+
 void tw_anomaly_begin(tw_jw_t *w, const tw_anomaly_head_t *h)
 {
     char tbuf[40], idbuf[TW_TOKENID_STR_LEN + 1];

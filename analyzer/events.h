@@ -54,6 +54,11 @@ void tw_jw_double(tw_jw_t *w, double v, int decimals);
 void tw_jw_bool(tw_jw_t *w, bool v);
 void tw_jw_null(tw_jw_t *w);
 void tw_jw_newline(tw_jw_t *w);
+/* Appends n bytes as they are (the caller guarantees they are valid JSON
+ * in context); the writer's separators are not updated. */
+void tw_jw_raw(tw_jw_t *w, const char *s, size_t n);
+/* Writes a token id as its string "tw_" + 16 hex digits. */
+void tw_jw_token_id(tw_jw_t *w, uint64_t id);
 
 /* Appends s[0..n) to out as the body of a JSON string (no quotes), escaped
  * as described above. Exposed for tests. */

@@ -1067,3 +1067,5 @@ void tw_geo_info(const tw_geo_t *g, tw_geo_info_t *out)
     }
     out->cache_slots = g->sets ? (g->set_mask + 1) * WAYS : 0;
 }
+
+const char *tw_geo_intern(tw_geo_t *g, const char *s, size_t n) { return intern(g, s, n); }

@@ -194,4 +194,15 @@ typedef struct tw_geo_info {
 /* Fills *out; the strings live as long as g. Any thread (immutable after open). */
 void tw_geo_info(const tw_geo_t *g, tw_geo_info_t *out);
 
+/*
+ * Interns s[0..n) in g's string table, the one lookup results point into,
+ * and returns the stored NUL-terminated copy: equal strings give the same
+ * pointer, also as the city/time_zone of lookups (persist.c re-interns the
+ * strings of saved baselines with it). Cut at an embedded NUL and at
+ * TW_GEO_STR_MAX bytes (at a UTF-8 boundary), as lookups cut; "" (a static
+ * string) when that leaves nothing. Allocates only for a string not seen
+ * before; the copy lives until tw_geo_close(). Owner thread only.
+ */
+const char *tw_geo_intern(tw_geo_t *g, const char *s, size_t n);
+
 #endif

@@ -3,6 +3,8 @@
  */
 #include "jsonv.h"
 
+#include <stdlib.h>
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -152,6 +154,54 @@ int tw_jv_bool(const tw_jv_t *jv, const cJSON *obj, const char *prefix,
                           "expected true or false, got %s", type_name(v));
     *out = cJSON_IsTrue(v);
     return 0;
+}
+
+int tw_jv_number(const tw_jv_t *jv, const cJSON *obj, const char *prefix, const char *key,
+                 double min, double max, double def, double *out)
+{
+    char p[TW_JV_PATH_MAX];
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v) {
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= min && v->valuedouble <= max))
+        return tw_jv_fail(jv, tw_jv_join(p, prefix, key), "expected a number from %g to %g",
+                          min, max);
+    *out = v->valuedouble;
+    return 0;
+}
+
+int tw_jv_strv(const tw_jv_t *jv, const cJSON *obj, const char *prefix, const char *key,
+               size_t max, char ***out)
+{
+    char p[TW_JV_PATH_MAX];
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *out = NULL;
+    if (!v)
+        return 0;
+    tw_jv_join(p, prefix, key);
+    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : -1;
+    if (n < 1 || (size_t)n > max)
+        return tw_jv_fail(jv, p, "expected an array of 1 to %zu strings", max);
+    char **r = tw_xcalloc((size_t)n + 1, sizeof *r);
+    for (int i = 0; i < n; i++) {
+        const cJSON *e = cJSON_GetArrayItem(v, i);
+        if (!cJSON_IsString(e) || !e->valuestring[0]) {
+            tw_strv_free(r);
+            return tw_jv_fail(jv, p, "expected a non-empty string at index %d", i);
+        }
+        r[i] = tw_xstrdup(e->valuestring);
+    }
+    *out = r;
+    return 0;
+}
+
+void tw_strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
 }
 
 int tw_jv_parse(const tw_jv_t *jv, const char *text, size_t len, cJSON **out)

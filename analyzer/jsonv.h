@@ -47,6 +47,16 @@ int tw_jv_string(const tw_jv_t *jv, const cJSON *obj, const char *prefix,
 int tw_jv_int(const tw_jv_t *jv, const cJSON *obj, const char *prefix, const char *key,
               long long min, long long max, long long def, long long *out);
 
+/* Number member in [min, max]. */
+int tw_jv_number(const tw_jv_t *jv, const cJSON *obj, const char *prefix, const char *key,
+                 double min, double max, double def, double *out);
+
+/* Optional array of 1..max non-empty strings: *out is a fresh NULL-terminated
+ * copy (free with tw_strv_free), NULL when absent. */
+int tw_jv_strv(const tw_jv_t *jv, const cJSON *obj, const char *prefix, const char *key,
+               size_t max, char ***out);
+void tw_strv_free(char **v);   /* NULL-safe */
+
 int tw_jv_bool(const tw_jv_t *jv, const cJSON *obj, const char *prefix,
                const char *key, bool def, bool *out);
 

@@ -3,6 +3,7 @@
  * hands a tw_cli_t to it. Owns nothing else (STYLE.md: thin main).
  */
 #include "cli.h"
+#include "client.h"
 #include "config.h"
 #include "log.h"
 
@@ -12,21 +13,31 @@
 
 static const char usage[] =
     "usage: tokenwatch [run] [-c CONFIG] [--log-level LEVEL] [--log-format plain|json]\n"
+    "                        [--discard-state]\n"
     "       tokenwatch replay [-c CONFIG] [--format NAME] [--no-detect] LOG...\n"
     "       tokenwatch check [-c CONFIG] [--sample LOG [--input NAME | --format NAME]]\n"
+    "       tokenwatch flagged [-c CONFIG] [--url URL] [--token-file F] [--severity S]\n"
+    "                          [--state S] [--rule ID] [--since T] [--limit N] [--json]\n"
+    "       tokenwatch token ID [-c CONFIG] [--url URL] [--token-file F] [--json]\n"
+    "       tokenwatch hash-password\n"
     "       tokenwatch --version | --help\n"
     "\n"
     "commands:\n"
     "  run      follow the configured inputs, serve /metrics, keep state (default)\n"
     "  replay   read whole LOG files from the start and print a summary on stderr\n"
     "  check    validate the config, rules and formats; with --sample, show how\n"
-    "           a log's lines parse (matched, unmatched, first failures)\n"
+    "           a log's lines parse (matched, unmatched, first failures)\n"    "  flagged  list a running daemon's flagged tokens (its API; see flagged --help)\n"
+    "  token    show one token's baseline, evidence and history from a running daemon\n"
+    "  hash-password  read a password on stdin, print an argon2id hash for the\n"
+    "           basic auth file (http.auth.basic_auth_file)\n"
     "\n"
     "options:\n"
     "  -c, --config FILE     config file (default " TW_DEFAULT_CONFIG ")\n"
     "  --format NAME         log format for replay or --sample\n"
     "  --input NAME          take the --sample format from this input\n"
     "  --no-detect           replay: parse and count only, no detection\n"
+    "  --discard-state       run: move unreadable, corrupt or newer state files aside\n"
+    "                        (FILE.discarded-TIME) and start afresh instead of refusing\n"
     "  --sample LOG          log file to test the format against (check)\n"
     "  --log-level LEVEL     debug, info, warn or error (default: the config's)\n"
     "  --log-format FORMAT   plain (default) or json\n"
@@ -56,13 +67,17 @@ struct tw_config *tw_cli_load_config(const tw_cli_t *cli)
     return c;
 }
 
-enum { OPT_FORMAT = 256, OPT_INPUT, OPT_SAMPLE, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_NO_DETECT };
+enum { OPT_FORMAT = 256, OPT_INPUT, OPT_SAMPLE, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_NO_DETECT,
+       OPT_DISCARD_STATE };
 
 int main(int argc, char **argv)
 {
     tw_cli_t cli = {.config = TW_DEFAULT_CONFIG, .log_level = -1, .log_format = TW_LOG_PLAIN};
     int (*cmd)(const tw_cli_t *) = tw_cmd_run;
     const char *cmd_name = "run";
+    if (argc > 1 && (strcmp(argv[1], "flagged") == 0 || strcmp(argv[1], "token") == 0 ||
+                     strcmp(argv[1], "hash-password") == 0))
+        return tw_client_main(argc - 1, argv + 1); /* its own options (client.c) */
     if (argc > 1 && argv[1][0] != '-') {
         cmd_name = argv[1];
         if (strcmp(argv[1], "run") == 0)
@@ -87,6 +102,7 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
         {"no-detect", no_argument, NULL, OPT_NO_DETECT},
+        {"discard-state", no_argument, NULL, OPT_DISCARD_STATE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -128,6 +144,9 @@ int main(int argc, char **argv)
         case OPT_NO_DETECT:
             cli.no_detect = true;
             break;
+        case OPT_DISCARD_STATE:
+            cli.discard_state = true;
+            break;
         case 'h':
             fputs(usage, stdout);
             return TW_EXIT_OK;
@@ -148,6 +167,10 @@ int main(int argc, char **argv)
     }
     if (cli.no_detect && cmd != tw_cmd_replay) {
         fprintf(stderr, "tokenwatch: --no-detect belongs to replay, not %s\n", cmd_name);
+        return TW_EXIT_USAGE;
+    }
+    if (cli.discard_state && cmd != tw_cmd_run) {
+        fprintf(stderr, "tokenwatch: --discard-state belongs to run, not %s\n", cmd_name);
         return TW_EXIT_USAGE;
     }
     if (cli.input && cli.format) {

@@ -102,10 +102,10 @@ static long long replay_file(const char *file, tw_input_t *in, const tw_config_t
     return total;
 }
 
-static void to_stdout(void *ctx, const char *line, size_t len)
+static void to_stdout(void *ctx, const tw_anomaly_t *a)
 {
     (void)ctx;
-    fwrite(line, 1, len, stdout);
+    fwrite(a->line, 1, a->len, stdout);
 }
 
 /* Detection for replay: the key from state_dir, GeoIP when configured. */

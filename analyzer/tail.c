@@ -870,22 +870,22 @@ uint64_t tw_tail_poll(tw_tail_t *t)
  * poll/wait keeps up with a busy file instead of reading one budget per
  * timeout. A negative timeout is treated as 0.
  */
-int tw_tail_wait(tw_tail_t *t, int timeout_ms)
+int tw_tail_wait(tw_tail_t *t, int timeout_ms) { return tw_tail_wait_fd(t, timeout_ms, -1); }
+
+int tw_tail_wait_fd(tw_tail_t *t, int timeout_ms, int extra_fd)
 {
     if (!t || t->backlog)
         return 0;
     if (timeout_ms < 0)
         timeout_ms = 0;
-    if (t->ifd < 0) {
-        if (timeout_ms > 0)
-            poll(NULL, 0, timeout_ms);
-        return 0;
-    }
     /* Level-triggered and not drained here: the next tw_tail_poll drains, so
      * calling wait twice without a poll cannot sleep through an event. */
-    struct pollfd p = {.fd = t->ifd, .events = POLLIN, .revents = 0};
-    int r = poll(&p, 1, timeout_ms);
-    return r > 0 && (p.revents & POLLIN) ? 1 : 0;
+    struct pollfd p[2] = {{.fd = t->ifd, .events = POLLIN, .revents = 0},
+                          {.fd = extra_fd, .events = POLLIN, .revents = 0}};
+    int r = poll(p, 2, timeout_ms);   /* a negative fd is ignored by poll */
+    if (r <= 0)
+        return 0;
+    return (p[0].revents & POLLIN) ? 1 : (p[1].revents & POLLIN) ? 2 : 0;
 }
 
 size_t tw_tail_positions(tw_tail_t *t, const char *name, tw_tail_pos_t *out, size_t max)

@@ -114,6 +114,9 @@ uint64_t tw_tail_poll(tw_tail_t *t);
 /* Sleeps until an inotify event arrives or timeout_ms passes (or a signal
  * interrupts). Returns 1 if woken by inotify, 0 otherwise. */
 int tw_tail_wait(tw_tail_t *t, int timeout_ms);
+/* tw_tail_wait() that also wakes when extra_fd (-1: none) is readable;
+ * returns 2 then. */
+int tw_tail_wait_fd(tw_tail_t *t, int timeout_ms, int extra_fd);
 
 /* Fills out[0..max) with the input's open files' positions (the current
  * file first, if any) and returns how many. Computes fingerprints with

@@ -95,28 +95,3 @@ uint64_t tw_tokenid_of(const tw_tokenid_t *k, tw_slice_t token)
     return id;
 }
 
-char *tw_tokenid_format(uint64_t id, char buf[TW_TOKENID_STR_LEN + 1])
-{
-    snprintf(buf, TW_TOKENID_STR_LEN + 1, "tw_%016llx", (unsigned long long)id);
-    return buf;
-}
-
-int tw_tokenid_parse(const char *s, size_t n, uint64_t *id)
-{
-    if (n != TW_TOKENID_STR_LEN || memcmp(s, "tw_", 3) != 0)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 3; i < n; i++) {
-        char c = s[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else
-            return -1;
-        v = (v << 4) | d;
-    }
-    *id = v;
-    return 0;
-}

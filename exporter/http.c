@@ -1,39 +1,58 @@
 /*
  * http.c — see http.h.
  *
- * One libmicrohttpd daemon with its own polling thread (epoll where the
- * library has it) serves three read-only routes. Invariants:
- *  - A request body is never read. A request that announces one
- *    (Content-Length > 0 or Transfer-Encoding) is answered on the handler's
- *    first call, when only its headers have been read; MHD then sends the
- *    answer and closes the connection instead of draining the body. Any
- *    other request is answered on the second call, once MHD has seen the
- *    (empty) request complete, because an answer queued earlier makes MHD
- *    close the connection and scrapers reuse theirs.
- *  - Unknown paths get 404 whatever the method; known paths accept GET and
- *    HEAD only (405 with an Allow header otherwise). HEAD is handled by MHD,
- *    which sends the headers of the GET answer without its body.
- *  - The fixed answers (probes, 404, 405) are built once at start and shared
- *    by all connections (MHD reference-counts them); /metrics renders the
- *    registry per request into a buffer that MHD frees after sending.
- *  - The only state shared with other threads is the ready flag (atomic) and
- *    the metrics registry (its own locking). MHD's error log goes through our
- *    rate-limited logger, so a flood of refused connections logs a handful of
- *    lines, not one per connection.
+ * One libmicrohttpd daemon: a listening thread plus one thread per
+ * connection (MHD_USE_THREAD_PER_CONNECTION), so a request that waits for
+ * the backend's lock holds up its own connection only. Invariants:
+ *  - A request body is read only for an API action (POST /api/v1/tokens/
+ *    {id}/{action}) that has passed authentication, routing, id and
+ *    content-type checks, and only up to TW_API_BODY_MAX bytes: a larger
+ *    Content-Length is refused (413) before any byte of the body is read,
+ *    and a chunked body that grows past the limit ends the connection as
+ *    soon as it does. Any other request that announces a body (Content-Length > 0 or
+ *    Transfer-Encoding) is answered on the handler's first call, when only
+ *    its headers have been read; MHD then sends the answer and closes the
+ *    connection instead of draining the body. Requests without a body are
+ *    answered on the second call, once MHD has seen the (empty) request
+ *    complete, because an answer queued earlier makes MHD close the
+ *    connection and scrapers reuse theirs.
+ *  - Unknown paths get 404 whatever the method (and without asking for
+ *    credentials); known paths answer 405 with an Allow header for other
+ *    methods. HEAD is handled by MHD, which sends the headers of the GET
+ *    answer without its body.
+ *  - Where credentials are needed they are checked before anything else
+ *    about the request is judged, so an unauthenticated client learns only
+ *    "401". Failed attempts are logged (rate-limited) with the client
+ *    address and the area, never with the URL or the credentials.
+ *  - The fixed answers (probes, 404, 405, page files) are built once at
+ *    start and shared by all connections (MHD reference-counts them);
+ *    /metrics renders the registry per request into a buffer that MHD frees
+ *    after sending; API answers are the backend's buffers, freed the same
+ *    way.
+ *  - State shared with other threads: the ready flag (atomic), the metrics
+ *    registry (its own locking), the credentials (a rwlock, swapped by
+ *    tw_http_reload_auth) and the backend (its own locking). MHD's error
+ *    log goes through our rate-limited logger, so a flood of refused
+ *    connections logs a handful of lines, not one per connection.
  */
 #include "http.h"
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define DEFAULT_ADDRESS "127.0.0.1"
 #define DEFAULT_MAX_CONNECTIONS 64
@@ -42,13 +61,32 @@
  * Prometheus server with a few parallel scrapes is not refused. */
 #define MIN_PER_IP_CONNECTIONS 8
 /* Per-connection pool for the request line, headers and response headers;
- * bodies are sent from their own buffers. Far above what a scraper sends. */
-#define CONNECTION_MEMORY_LIMIT ((size_t)16 * 1024)
+ * bodies are sent from their own buffers. Far above what a scraper or a
+ * browser sends, and an action's body (8 KiB) fits beside the headers. */
+#define CONNECTION_MEMORY_LIMIT ((size_t)32 * 1024)
+/* Longest PEM file accepted for the certificate chain or the key. */
+#define PEM_MAX ((size_t)1 << 20)
+/* TLS 1.2 and 1.3 only, GnuTLS's normal cipher choice otherwise. */
+#define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define TEXT_CONTENT_TYPE "text/plain; charset=utf-8"
+#define JSON_CONTENT_TYPE "application/json; charset=utf-8"
+/* The page: its own files only, no inline script or style attribute, no
+ * framing, no plugins, no form posts or base changes. */
+#define PAGE_CSP                                                                               \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "          \
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "                \
+    "form-action 'self'; frame-ancestors 'none'"
+#define REALM "realm=\"tokenwatch\""
 /* Longer MHD messages are cut; they are one-line diagnostics. */
 #define LOG_MSG_MAX 512
+
+/* The body of an API action, collected while MHD reads it. */
+typedef struct upload {
+    size_t len;
+    char data[TW_API_BODY_MAX];
+} upload_t;
 
 struct tw_http {
     struct MHD_Daemon *daemon;
@@ -56,14 +94,28 @@ struct tw_http {
     atomic_bool ready;
     uint16_t port;
 
+    const tw_api_backend_t *api; /* borrowed; NULL: no API, no page */
+    const tw_asset_t *assets;    /* borrowed */
+    size_t nassets;
+    struct MHD_Response **asset_resp; /* one per asset */
+
+    pthread_rwlock_t auth_lock;
+    tw_api_auth_t *auth; /* never NULL; accepts nothing when nothing is configured */
+    bool metrics_auth;
+    tw_log_limit_t auth_limit; /* under log_lock */
+
+    char *tls_cert; /* PEM contents while MHD runs; the key is wiped at stop */
+    char *tls_key;
+    size_t tls_key_len;
+
     struct MHD_Response *healthy;
     struct MHD_Response *ready_yes;
     struct MHD_Response *ready_no;
     struct MHD_Response *not_found;
-    struct MHD_Response *not_allowed;
+    struct MHD_Response *not_allowed; /* Allow: GET, HEAD */
 
-    /* MHD may log from the caller's thread (start, stop) and from its polling
-     * thread, so the limiter and the start-up capture share a lock. */
+    /* MHD may log from the caller's thread (start, stop) and from its
+     * threads, so the limiters and the start-up capture share a lock. */
     pthread_mutex_t log_lock;
     tw_log_limit_t log_limit;
     bool starting; /* capture messages into start_msg, do not log */
@@ -114,24 +166,57 @@ static struct MHD_Response *fixed_response(const char *body)
     if (!r)
         tw_die("http: cannot create a response");
     add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, TEXT_CONTENT_TYPE);
+    add_header(r, "X-Content-Type-Options", "nosniff");
     return r;
+}
+
+/* Queues a one-off response and drops our reference to it. */
+static enum MHD_Result queue_once(struct MHD_Connection *conn, unsigned status,
+                                  struct MHD_Response *r)
+{
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* A malloc'd body that MHD frees (MUST_FREE) once sent; on failure to
+ * create the response we free it. */
+static struct MHD_Response *malloced_response(char *body, size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r)
+        free(body);
+    return r;
+}
+
+static void add_json_headers(struct MHD_Response *r)
+{
+    add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, JSON_CONTENT_TYPE);
+    add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    add_header(r, "X-Content-Type-Options", "nosniff");
+}
+
+static enum MHD_Result queue_json(struct MHD_Connection *conn, unsigned status, char *body,
+                                  const char *allow)
+{
+    struct MHD_Response *r = malloced_response(body, strlen(body));
+    if (!r)
+        return MHD_NO;
+    add_json_headers(r);
+    if (allow)
+        add_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    return queue_once(conn, status, r);
 }
 
 static enum MHD_Result serve_metrics(tw_http_t *h, struct MHD_Connection *conn)
 {
     size_t len;
     char *body = tw_metrics_render(h->metrics, &len);
-    /* MUST_FREE: MHD calls free() on the buffer once the response is gone;
-     * the render buffer comes from malloc. On failure MHD did not take it. */
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
+    struct MHD_Response *r = malloced_response(body, len);
+    if (!r)
         return MHD_NO;
-    }
     add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
-    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
-    MHD_destroy_response(r);
-    return ret;
+    return queue_once(conn, MHD_HTTP_OK, r);
 }
 
 static bool announces_body(struct MHD_Connection *conn)
@@ -144,41 +229,216 @@ static bool announces_body(struct MHD_Connection *conn)
     return te != NULL || (cl != NULL && strtoull(cl, NULL, 10) != 0);
 }
 
-typedef enum { ROUTE_NONE, ROUTE_METRICS, ROUTE_HEALTHY, ROUTE_READY } route_t;
-
-static route_t route_of(const char *url)
+static bool is_get(const char *method)
 {
-    /* MHD has already split off the query string. */
+    return strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+           strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+}
+
+/* ---- routing ---- */
+
+typedef enum {
+    ROUTE_NONE,
+    ROUTE_METRICS,
+    ROUTE_HEALTHY,
+    ROUTE_READY,
+    ROUTE_API,
+    ROUTE_PAGE,
+} route_t;
+
+static route_t route_of(const tw_http_t *h, const char *url)
+{
+    /* MHD has already split off the query string and decoded %XX. */
     if (strcmp(url, "/metrics") == 0)
         return ROUTE_METRICS;
     if (strcmp(url, "/-/healthy") == 0)
         return ROUTE_HEALTHY;
     if (strcmp(url, "/-/ready") == 0)
         return ROUTE_READY;
+    if (!h->api)
+        return ROUTE_NONE;
+    if (strcmp(url, "/api") == 0 || strncmp(url, "/api/", 5) == 0)
+        return ROUTE_API;
+    if (h->nassets > 0 && (strcmp(url, "/") == 0 || strncmp(url, "/static/", 8) == 0))
+        return ROUTE_PAGE;
     return ROUTE_NONE;
 }
 
-static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                      const char *method, const char *version,
-                                      const char *upload_data, size_t *upload_data_size,
-                                      void **req_cls)
+static const char *route_area(route_t route)
 {
-    (void)version;
-    (void)upload_data;
-    (void)upload_data_size;
-    tw_http_t *h = cls;
-
-    if (*req_cls == NULL && !announces_body(conn)) {
-        *req_cls = h; /* marks the first call as done */
-        return MHD_YES;
+    switch (route) {
+    case ROUTE_METRICS:
+        return "/metrics";
+    case ROUTE_API:
+        return "the API";
+    case ROUTE_PAGE:
+        return "the page";
+    default:
+        return "?";
     }
+}
 
-    route_t route = route_of(url);
+/* ---- access control ---- */
+
+/* The credential kinds a route needs under the current credentials (0:
+ * none). Caller holds auth_lock. */
+static unsigned needed_kinds(const tw_http_t *h, route_t route)
+{
+    unsigned kinds = tw_api_auth_kinds(h->auth);
+    switch (route) {
+    case ROUTE_API:
+        return kinds;
+    case ROUTE_PAGE:
+        /* Browsers send basic credentials on navigation but never a bearer
+         * token: with a bearer token only, the page's files are public and
+         * its API calls carry the token. */
+        return (kinds & TW_AUTH_BASIC) ? kinds : 0;
+    case ROUTE_METRICS:
+        return h->metrics_auth ? kinds : 0;
+    default:
+        return 0;
+    }
+}
+
+static void client_address(struct MHD_Connection *conn, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "?");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf,
+                  (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf,
+                  (socklen_t)cap);
+}
+
+/* Checks the request's credentials for route. Returns true when it may go
+ * on; otherwise *kinds says which kinds a 401 should offer and *res why. */
+static bool authorized(tw_http_t *h, struct MHD_Connection *conn, route_t route,
+                       unsigned *kinds, tw_auth_result_t *res)
+{
+    const char *hdr =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    pthread_rwlock_rdlock(&h->auth_lock);
+    *kinds = needed_kinds(h, route);
+    *res = *kinds ? tw_api_auth_check(h->auth, hdr, *kinds) : TW_AUTH_OK;
+    pthread_rwlock_unlock(&h->auth_lock);
+    if (*res == TW_AUTH_INVALID) {
+        char addr[INET6_ADDRSTRLEN];
+        client_address(conn, addr, sizeof addr);
+        pthread_mutex_lock(&h->log_lock);
+        tw_log_limited(&h->auth_limit, TW_LOG_WARN, "http: wrong credentials for %s from %s",
+                       route_area(route), addr);
+        pthread_mutex_unlock(&h->log_lock);
+    }
+    return *res == TW_AUTH_OK;
+}
+
+static enum MHD_Result send_unauthorized(struct MHD_Connection *conn, route_t route,
+                                         unsigned kinds, tw_auth_result_t res)
+{
+    const char *why = res == TW_AUTH_INVALID ? "wrong credentials" : "credentials required";
+    struct MHD_Response *r;
+    if (route == ROUTE_API) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: send Authorization: %s", why,
+                 (kinds & TW_AUTH_BEARER) ? "Bearer <token>" : "Basic <user:password>");
+        char *body = tw_api_error_json(msg);
+        r = malloced_response(body, strlen(body));
+        if (!r)
+            return MHD_NO;
+        add_json_headers(r);
+    } else {
+        char *body = tw_xasprintf("401 %s\n", why);
+        r = malloced_response(body, strlen(body));
+        if (!r)
+            return MHD_NO;
+        add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, TEXT_CONTENT_TYPE);
+        add_header(r, "X-Content-Type-Options", "nosniff");
+    }
+    /* One challenge per configured kind (RFC 7235 allows several headers);
+     * RFC 6750 asks for error="invalid_token" when a token was wrong. */
+    if (kinds & TW_AUTH_BEARER)
+        add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                   res == TW_AUTH_INVALID ? "Bearer " REALM ", error=\"invalid_token\""
+                                          : "Bearer " REALM);
+    if (kinds & TW_AUTH_BASIC)
+        add_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Basic " REALM ", charset=\"UTF-8\"");
+    return queue_once(conn, MHD_HTTP_UNAUTHORIZED, r);
+}
+
+/* ---- the API and the page ---- */
+
+static const char *query_arg(void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value(ctx, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static void api_request(struct MHD_Connection *conn, const char *url, const char *method,
+                        const upload_t *up, tw_api_request_t *req)
+{
+    memset(req, 0, sizeof *req);
+    req->method = method;
+    req->path = url;
+    req->query = query_arg;
+    req->query_ctx = conn;
+    req->content_type =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (up) {
+        req->body = up->data;
+        req->body_len = up->len;
+    }
+}
+
+static enum MHD_Result serve_api(tw_http_t *h, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const upload_t *up)
+{
+    tw_api_request_t req;
+    api_request(conn, url, method, up, &req);
+    tw_api_response_t resp;
+    tw_api_handle(h->api, &req, &resp);
+    return queue_json(conn, (unsigned)resp.status, resp.body, resp.allow);
+}
+
+static enum MHD_Result serve_page(tw_http_t *h, struct MHD_Connection *conn, const char *url,
+                                  const char *method)
+{
+    for (size_t i = 0; i < h->nassets; i++) {
+        if (strcmp(url, h->assets[i].path) != 0)
+            continue;
+        if (!is_get(method))
+            return MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, h->not_allowed);
+        return MHD_queue_response(conn, MHD_HTTP_OK, h->asset_resp[i]);
+    }
+    return MHD_queue_response(conn, MHD_HTTP_NOT_FOUND, h->not_found);
+}
+
+/* The whole answer to a request whose body, if any, has been dealt with
+ * (up: an action's body, already authenticated). */
+static enum MHD_Result respond(tw_http_t *h, struct MHD_Connection *conn, const char *url,
+                               const char *method, const upload_t *up)
+{
+    route_t route = route_of(h, url);
     if (route == ROUTE_NONE)
         return MHD_queue_response(conn, MHD_HTTP_NOT_FOUND, h->not_found);
-    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+    unsigned kinds;
+    tw_auth_result_t res;
+    if (!up && !authorized(h, conn, route, &kinds, &res))
+        return send_unauthorized(conn, route, kinds, res);
+    switch (route) {
+    case ROUTE_API:
+        return serve_api(h, conn, url, method, up);
+    case ROUTE_PAGE:
+        return serve_page(h, conn, url, method);
+    default:
+        break;
+    }
+    if (!is_get(method))
         return MHD_queue_response(conn, MHD_HTTP_METHOD_NOT_ALLOWED, h->not_allowed);
-
     switch (route) {
     case ROUTE_METRICS:
         return serve_metrics(h, conn);
@@ -188,10 +448,101 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
         if (atomic_load_explicit(&h->ready, memory_order_acquire))
             return MHD_queue_response(conn, MHD_HTTP_OK, h->ready_yes);
         return MHD_queue_response(conn, MHD_HTTP_SERVICE_UNAVAILABLE, h->ready_no);
-    case ROUTE_NONE:
+    default:
         break;
     }
     return MHD_NO;
+}
+
+static enum MHD_Result too_large(struct MHD_Connection *conn)
+{
+    char msg[64];
+    snprintf(msg, sizeof msg, "request body too large: at most %d bytes", TW_API_BODY_MAX);
+    return queue_json(conn, MHD_HTTP_CONTENT_TOO_LARGE, tw_api_error_json(msg), NULL);
+}
+
+/* First call of an API POST: everything the headers decide. Returns true
+ * (with *ret unset) when the body should be read. */
+static bool gate_upload(tw_http_t *h, struct MHD_Connection *conn, const char *url,
+                        const char *method, enum MHD_Result *ret)
+{
+    unsigned kinds;
+    tw_auth_result_t res;
+    if (!authorized(h, conn, ROUTE_API, &kinds, &res)) {
+        *ret = send_unauthorized(conn, ROUTE_API, kinds, res);
+        return false;
+    }
+    tw_api_request_t req;
+    api_request(conn, url, method, NULL, &req);
+    tw_api_response_t resp;
+    if (!tw_api_precheck(&req, &resp)) {
+        *ret = queue_json(conn, (unsigned)resp.status, resp.body, resp.allow);
+        return false;
+    }
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > TW_API_BODY_MAX) {
+        *ret = too_large(conn);
+        return false;
+    }
+    return true;
+}
+
+static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
+{
+    (void)version;
+    tw_http_t *h = cls;
+
+    if (*req_cls == NULL) {
+        /* First call: only the headers have been read. */
+        if (route_of(h, url) == ROUTE_API && strcmp(method, MHD_HTTP_METHOD_POST) == 0) {
+            enum MHD_Result ret = MHD_NO;
+            if (!gate_upload(h, conn, url, method, &ret))
+                return ret;
+            upload_t *up = tw_xmalloc(sizeof *up);
+            up->len = 0;
+            *req_cls = up; /* freed by request_completed */
+            return MHD_YES;
+        }
+        if (announces_body(conn))
+            return respond(h, conn, url, method, NULL);
+        *req_cls = h; /* marks the first call as done */
+        return MHD_YES;
+    }
+    if (*req_cls == h)
+        return respond(h, conn, url, method, NULL);
+
+    upload_t *up = *req_cls;
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        if (n > sizeof up->data - up->len) {
+            /* A chunked body past the limit. Nothing more is read: MHD
+             * (0.9.75) cannot queue an answer in the middle of a body, so
+             * the 413 is refused and MHD closes the connection (it logs
+             * "Application reported internal error"); a later MHD that
+             * can send it, sends it and closes. */
+            return too_large(conn);
+        }
+        memcpy(up->data + up->len, upload_data, n);
+        up->len += n;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    return respond(h, conn, url, method, up);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    (void)toe;
+    tw_http_t *h = cls;
+    if (*req_cls && *req_cls != h)
+        free(*req_cls);
+    *req_cls = NULL;
 }
 
 /* ---- lifecycle ---- */
@@ -233,6 +584,51 @@ static int parse_address(const char *address, uint16_t port, struct sockaddr_sto
     return tw_err_set(err, "%s: not an IPv4 or IPv6 address", host);
 }
 
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr) >> 24) ==
+               127;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a);
+}
+
+/* Reads a PEM file for MHD. A key must not be readable by others (group
+ * access is common for keys shared through a group such as ssl-cert). */
+static int read_pem(const char *path, bool key, char **out, size_t *len, tw_err_t *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return tw_err_set(err, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode) || st.st_size == 0 || (size_t)st.st_size > PEM_MAX)
+        return tw_err_set(err, "%s: expected a PEM file of 1 byte to 1 MiB", path);
+    if (key && (st.st_mode & 007))
+        return tw_err_set(err,
+                          "%s: the private key is readable by others (mode %04o): chmod o= %s",
+                          path, (unsigned)(st.st_mode & 07777), path);
+    if (tw_read_file(path, out, len, err) != 0)
+        return -1;
+    if (!strstr(*out, "-----BEGIN ")) {
+        if (key)
+            sodium_memzero(*out, *len);
+        free(*out);
+        *out = NULL;
+        return tw_err_set(err, "%s: expected PEM (\"-----BEGIN ...\"), found none", path);
+    }
+    return 0;
+}
+
+int tw_http_check_pem(const char *path, bool key, tw_err_t *err)
+{
+    char *pem;
+    size_t len;
+    if (read_pem(path, key, &pem, &len, err) != 0)
+        return -1;
+    sodium_memzero(pem, len);
+    free(pem);
+    return 0;
+}
+
 static void free_server(tw_http_t *h)
 {
     MHD_destroy_response(h->healthy);
@@ -240,8 +636,72 @@ static void free_server(tw_http_t *h)
     MHD_destroy_response(h->ready_no);
     MHD_destroy_response(h->not_found);
     MHD_destroy_response(h->not_allowed);
+    for (size_t i = 0; h->asset_resp && i < h->nassets; i++)
+        MHD_destroy_response(h->asset_resp[i]);
+    free(h->asset_resp);
+    tw_api_auth_free(h->auth);
+    pthread_rwlock_destroy(&h->auth_lock);
+    free(h->tls_cert);
+    if (h->tls_key) {
+        sodium_memzero(h->tls_key, h->tls_key_len);
+        free(h->tls_key);
+    }
     pthread_mutex_destroy(&h->log_lock);
     free(h);
+}
+
+static void build_page(tw_http_t *h, const tw_http_opts_t *opts)
+{
+    if (!h->api || !opts->assets)
+        return;
+    h->assets = opts->assets;
+    h->nassets = opts->nassets;
+    h->asset_resp = tw_xcalloc(h->nassets, sizeof *h->asset_resp);
+    for (size_t i = 0; i < h->nassets; i++) {
+        const tw_asset_t *a = &h->assets[i];
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            tw_die("http: cannot create a response");
+        add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, a->content_type);
+        add_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        add_header(r, "X-Content-Type-Options", "nosniff");
+        add_header(r, "X-Frame-Options", "DENY");
+        add_header(r, "Referrer-Policy", "no-referrer");
+        add_header(r, "Content-Security-Policy", PAGE_CSP);
+        h->asset_resp[i] = r;
+    }
+}
+
+static int setup_security(tw_http_t *h, const tw_http_opts_t *opts, tw_err_t *err)
+{
+    if (pthread_rwlock_init(&h->auth_lock, NULL) != 0)
+        tw_die("http: pthread_rwlock_init failed");
+    if (tw_api_auth_load(&h->auth, opts->bearer_token_file, opts->basic_auth_file, err) != 0)
+        return -1;
+    h->metrics_auth = opts->metrics_auth;
+    if (h->metrics_auth && tw_api_auth_kinds(h->auth) == 0)
+        return tw_err_set(err, "/metrics behind authentication needs a bearer token file "
+                               "or a basic auth file");
+    bool cert = opts->tls_cert_file && opts->tls_cert_file[0];
+    bool key = opts->tls_key_file && opts->tls_key_file[0];
+    if (cert != key)
+        return tw_err_set(err, "TLS needs both a certificate file and a key file");
+    if (!cert)
+        return 0;
+    if (!tw_http_tls_supported())
+        return tw_err_set(err, "TLS is configured, but this libmicrohttpd was built without "
+                               "TLS support (Debian's is built with GnuTLS)");
+    size_t len;
+    if (read_pem(opts->tls_cert_file, false, &h->tls_cert, &len, err) != 0 ||
+        read_pem(opts->tls_key_file, true, &h->tls_key, &h->tls_key_len, err) != 0)
+        return -1;
+    return 0;
+}
+
+bool tw_http_tls_supported(void)
+{
+    return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
 }
 
 tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_err_t *err)
@@ -264,6 +724,7 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
 
     tw_http_t *h = tw_xcalloc(1, sizeof *h);
     h->metrics = metrics;
+    h->api = opts->api;
     atomic_init(&h->ready, false);
     if (pthread_mutex_init(&h->log_lock, NULL) != 0)
         tw_die("http: pthread_mutex_init failed");
@@ -273,18 +734,28 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
     h->not_found = fixed_response("404 page not found\n");
     h->not_allowed = fixed_response("405 method not allowed\n");
     add_header(h->not_allowed, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    build_page(h, opts);
+    if (setup_security(h, opts, err) != 0) {
+        free_server(h);
+        return NULL;
+    }
 
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-    flags |=
-        MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES ? MHD_USE_EPOLL : MHD_USE_AUTO;
+    /* A thread per connection: MHD then polls with poll() (epoll is for
+     * its single-thread modes). */
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                         MHD_USE_ERROR_LOG | MHD_USE_AUTO;
     if (ipv6)
         flags |= MHD_USE_IPv6;
+    if (h->tls_cert)
+        flags |= MHD_USE_TLS;
 
     h->starting = true; /* no other thread can see h yet */
     /* The logger goes first so that MHD's start-up messages reach it. The
      * port argument is ignored when MHD_OPTION_SOCK_ADDR is given. MHD sets
      * SO_REUSEADDR on the listening socket by default (and no SO_REUSEPORT),
-     * so a restart can rebind at once while a second live server cannot. */
+     * so a restart can rebind at once while a second live server cannot.
+     * The TLS options come last: MHD_OPTION_END in their place ends the
+     * list for plain HTTP. */
     /* One option and its arguments per line. */
     /* clang-format off */
     h->daemon = MHD_start_daemon(
@@ -295,6 +766,10 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_LIMIT,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, h,
+        h->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, h->tls_cert,
+        MHD_OPTION_HTTPS_MEM_KEY, h->tls_key,
+        MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
         MHD_OPTION_END);
     /* clang-format on */
 
@@ -305,8 +780,13 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
     pthread_mutex_unlock(&h->log_lock);
 
     if (!h->daemon) {
-        tw_err_set(err, "%s: cannot listen (%s)", shown,
-                   start_msg[0] ? start_msg : "address in use?");
+        if (h->tls_cert)
+            tw_err_set(err, "%s: cannot serve HTTPS (%s; check %s and %s)", shown,
+                       start_msg[0] ? start_msg : "address in use?", opts->tls_cert_file,
+                       opts->tls_key_file);
+        else
+            tw_err_set(err, "%s: cannot listen (%s)", shown,
+                       start_msg[0] ? start_msg : "address in use?");
         free_server(h);
         return NULL;
     }
@@ -322,6 +802,10 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
         return NULL;
     }
     h->port = info->port;
+    if (h->api && tw_api_auth_kinds(h->auth) == 0 && !is_loopback(&ss))
+        tw_warn("http: the analyst API on %s, port %u, has no credentials (http.auth): "
+                "whoever reaches it can read flagged tokens and act on them",
+                address, (unsigned)h->port);
     return h;
 }
 
@@ -335,11 +819,30 @@ void tw_http_set_ready(tw_http_t *h, bool ready)
     atomic_store_explicit(&h->ready, ready, memory_order_release);
 }
 
+int tw_http_reload_auth(tw_http_t *h, const char *bearer_token_file,
+                        const char *basic_auth_file, tw_err_t *err)
+{
+    tw_api_auth_t *fresh;
+    if (tw_api_auth_load(&fresh, bearer_token_file, basic_auth_file, err) != 0)
+        return -1;
+    if (h->metrics_auth && tw_api_auth_kinds(fresh) == 0) {
+        tw_api_auth_free(fresh);
+        return tw_err_set(err, "/metrics behind authentication needs a bearer token file or "
+                               "a basic auth file");
+    }
+    pthread_rwlock_wrlock(&h->auth_lock);
+    tw_api_auth_t *old = h->auth;
+    h->auth = fresh;
+    pthread_rwlock_unlock(&h->auth_lock);
+    tw_api_auth_free(old);
+    return 0;
+}
+
 void tw_http_stop(tw_http_t *h)
 {
     if (!h)
         return;
-    /* Joins the polling thread and closes every connection; after this no
+    /* Joins every thread and closes every connection; after this no
      * callback can run, so the responses and h can go. */
     MHD_stop_daemon(h->daemon);
     free_server(h);

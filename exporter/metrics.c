@@ -40,14 +40,25 @@
 typedef struct series {
     tw_cell_t cell; /* the only field used outside the registry lock */
     struct series *next;
+    struct tw_hist *hist; /* histograms: the buckets, sum and count */
     size_t block_len;
     char block[]; /* escaped `{k="v",...}`, empty when no labels */
 } series_t;
+
+struct tw_hist {
+    size_t nbounds;
+    const uint64_t *bounds;     /* the family's */
+    tw_cell_t count, sum;
+    tw_cell_t buckets[TW_METRICS_MAX_BUCKETS + 1];   /* not cumulative; last = +Inf */
+};
 
 struct tw_family {
     tw_metrics_t *m;
     struct tw_family *next;
     tw_metric_type_t type;
+    unsigned decimals;          /* fixed point: printed as v / 10^decimals */
+    size_t nbounds;
+    uint64_t bounds[TW_METRICS_MAX_BUCKETS];
     size_t nlabels;
     char *label_names[TW_METRICS_MAX_LABELS];
     char *name;
@@ -182,6 +193,7 @@ void tw_metrics_free(tw_metrics_t *m)
         series_t *s = f->head;
         while (s) {
             series_t *snext = s->next;
+            free(s->hist);
             free(s);
             s = snext;
         }
@@ -203,7 +215,7 @@ static void validate_family(const char *name, const char *help, tw_metric_type_t
         tw_die("metrics: invalid metric name \"%s\"", name ? name : "(null)");
     if (!help || !help[0])
         tw_die("metrics: %s: a help text is required", name);
-    if (type != TW_METRIC_COUNTER && type != TW_METRIC_GAUGE)
+    if (type != TW_METRIC_COUNTER && type != TW_METRIC_GAUGE && type != TW_METRIC_HISTOGRAM)
         tw_die("metrics: %s: unknown metric type %d", name, (int)type);
     if (nlabels > TW_METRICS_MAX_LABELS)
         tw_die("metrics: %s: %zu labels, at most %d supported", name, nlabels,
@@ -231,17 +243,27 @@ static bool same_shape(const tw_family_t *f, tw_metric_type_t type, size_t nlabe
     return true;
 }
 
-tw_family_t *tw_metrics_family(tw_metrics_t *m, const char *name, const char *help,
-                               tw_metric_type_t type, size_t nlabels,
-                               const char *const *label_names)
+static tw_family_t *family(tw_metrics_t *m, const char *name, const char *help,
+                           tw_metric_type_t type, unsigned decimals, const uint64_t *bounds,
+                           size_t nbounds, size_t nlabels, const char *const *label_names)
 {
     validate_family(name, help, type, nlabels, label_names);
+    if (decimals > 9)
+        tw_die("metrics: %s: at most 9 decimals", name);
+    if (nbounds > TW_METRICS_MAX_BUCKETS)
+        tw_die("metrics: %s: at most %d buckets", name, TW_METRICS_MAX_BUCKETS);
+    for (size_t i = 0; i < nlabels; i++)
+        if (type == TW_METRIC_HISTOGRAM && strcmp(label_names[i], "le") == 0)
+            tw_die("metrics: %s: \"le\" is reserved in histograms", name);
+    for (size_t i = 1; i < nbounds; i++)
+        if (bounds[i] <= bounds[i - 1])
+            tw_die("metrics: %s: bucket bounds must increase", name);
 
     pthread_mutex_lock(&m->lock);
     for (tw_family_t *f = m->head; f; f = f->next) {
         if (strcmp(f->name, name) != 0)
             continue;
-        if (!same_shape(f, type, nlabels, label_names))
+        if (!same_shape(f, type, nlabels, label_names) || f->decimals != decimals)
             tw_die("metrics: %s re-declared with another type or label set", name);
         pthread_mutex_unlock(&m->lock);
         return f;
@@ -250,6 +272,10 @@ tw_family_t *tw_metrics_family(tw_metrics_t *m, const char *name, const char *he
     tw_family_t *f = tw_xcalloc(1, sizeof *f);
     f->m = m;
     f->type = type;
+    f->decimals = decimals;
+    f->nbounds = nbounds;
+    if (nbounds)
+        memcpy(f->bounds, bounds, nbounds * sizeof *bounds);
     f->nlabels = nlabels;
     for (size_t i = 0; i < nlabels; i++)
         f->label_names[i] = tw_xstrdup(label_names[i]);
@@ -263,7 +289,9 @@ tw_family_t *tw_metrics_family(tw_metrics_t *m, const char *name, const char *he
     put_escaped(&h, help, false);
     buf_puts(&h, "\n# TYPE ");
     buf_puts(&h, name);
-    buf_puts(&h, type == TW_METRIC_COUNTER ? " counter\n" : " gauge\n");
+    buf_puts(&h, type == TW_METRIC_COUNTER ? " counter\n"
+                 : type == TW_METRIC_GAUGE ? " gauge\n"
+                                           : " histogram\n");
     f->header = h.p;
     f->header_len = h.len;
 
@@ -277,7 +305,35 @@ tw_family_t *tw_metrics_family(tw_metrics_t *m, const char *name, const char *he
     return f;
 }
 
-tw_cell_t *tw_family_cell(tw_family_t *f, const char *const *label_values)
+tw_family_t *tw_metrics_family(tw_metrics_t *m, const char *name, const char *help,
+                               tw_metric_type_t type, size_t nlabels,
+                               const char *const *label_names)
+{
+    if (type == TW_METRIC_HISTOGRAM)
+        tw_die("metrics: %s: histograms are created with tw_metrics_histogram", name);
+    return family(m, name, help, type, 0, NULL, 0, nlabels, label_names);
+}
+
+tw_family_t *tw_metrics_family_fixed(tw_metrics_t *m, const char *name, const char *help,
+                                     tw_metric_type_t type, unsigned decimals, size_t nlabels,
+                                     const char *const *label_names)
+{
+    if (type == TW_METRIC_HISTOGRAM || decimals == 0)
+        tw_die("metrics: %s: fixed-point counters and gauges need 1..9 decimals", name);
+    return family(m, name, help, type, decimals, NULL, 0, nlabels, label_names);
+}
+
+tw_family_t *tw_metrics_histogram(tw_metrics_t *m, const char *name, const char *help,
+                                  unsigned decimals, const uint64_t *bounds, size_t nbounds,
+                                  size_t nlabels, const char *const *label_names)
+{
+    if (nbounds == 0)
+        tw_die("metrics: %s: a histogram needs at least one bucket bound", name);
+    return family(m, name, help, TW_METRIC_HISTOGRAM, decimals, bounds, nbounds, nlabels,
+                  label_names);
+}
+
+static series_t *get_series(tw_family_t *f, const char *const *label_values)
 {
     if (f->nlabels > 0 && !label_values)
         tw_die("metrics: %s: label values missing", f->name);
@@ -310,6 +366,17 @@ tw_cell_t *tw_family_cell(tw_family_t *f, const char *const *label_values)
         s = tw_xmalloc(sizeof *s + key.len);
         atomic_init(&s->cell.v, 0);
         s->next = NULL;
+        s->hist = NULL;
+        size_t lines = 1, extra = 0;
+        if (f->type == TW_METRIC_HISTOGRAM) {
+            s->hist = tw_xcalloc(1, sizeof *s->hist);
+            s->hist->nbounds = f->nbounds;
+            s->hist->bounds = f->bounds;
+            /* nbounds + 1 bucket lines, _sum and _count; each bucket line
+             * adds _bucket, ,le="" and a bound of at most 21 characters. */
+            lines = f->nbounds + 3;
+            extra = (f->nbounds + 1) * (7 + 6 + 21 + 2) + 2 * 6;
+        }
         s->block_len = key.len;
         if (key.len > 0)
             memcpy(s->block, key.p, key.len);
@@ -318,12 +385,36 @@ tw_cell_t *tw_family_cell(tw_family_t *f, const char *const *label_values)
         else
             f->head = s;
         f->tail = s;
-        /* name, labels, space, value, newline */
-        m->render_bound += f->name_len + key.len + 1 + VALUE_MAX_CHARS + 1;
+        /* name, labels, space, value (and a decimal point), newline */
+        m->render_bound += lines * (f->name_len + key.len + 1 + VALUE_MAX_CHARS + 2) + extra;
     }
     pthread_mutex_unlock(&m->lock);
     free(key.p);
-    return &s->cell;
+    return s;
+}
+
+tw_cell_t *tw_family_cell(tw_family_t *f, const char *const *label_values)
+{
+    if (f->type == TW_METRIC_HISTOGRAM)
+        tw_die("metrics: %s: a histogram has no single cell", f->name);
+    return &get_series(f, label_values)->cell;
+}
+
+tw_hist_t *tw_family_hist(tw_family_t *f, const char *const *label_values)
+{
+    if (f->type != TW_METRIC_HISTOGRAM)
+        tw_die("metrics: %s is not a histogram", f->name);
+    return get_series(f, label_values)->hist;
+}
+
+void tw_hist_observe(tw_hist_t *h, uint64_t v)
+{
+    size_t i = 0;
+    while (i < h->nbounds && v > h->bounds[i])
+        i++;
+    tw_cell_add(&h->buckets[i], 1);
+    tw_cell_add(&h->sum, v);
+    tw_cell_add(&h->count, 1);
 }
 
 /* ---- rendering ---- */
@@ -338,6 +429,36 @@ static char *u64_digits(uint64_t v, char *end)
         v /= 10;
     } while (v);
     return p;
+}
+
+/* v / 10^decimals with exactly that many decimals (decimals >= 1). */
+static void put_fixed(buf_t *b, uint64_t v, unsigned decimals)
+{
+    uint64_t scale = 1;
+    for (unsigned i = 0; i < decimals; i++)
+        scale *= 10;
+    char tmp[VALUE_MAX_CHARS];
+    char *end = tmp + sizeof tmp;
+    char *p = u64_digits(v / scale, end);
+    buf_put(b, p, (size_t)(end - p));
+    buf_putc(b, '.');
+    char frac[10];
+    uint64_t r = v % scale;
+    for (unsigned i = decimals; i-- > 0;) {
+        frac[i] = (char)('0' + r % 10);
+        r /= 10;
+    }
+    buf_put(b, frac, decimals);
+}
+
+static void put_value(buf_t *b, tw_metric_type_t type, uint64_t raw);
+
+static void put_fixed_or_int(buf_t *b, uint64_t v, unsigned decimals)
+{
+    if (decimals)
+        put_fixed(b, v, decimals);
+    else
+        put_value(b, TW_METRIC_COUNTER, v);
 }
 
 static void put_value(buf_t *b, tw_metric_type_t type, uint64_t raw)
@@ -357,6 +478,54 @@ static void put_value(buf_t *b, tw_metric_type_t type, uint64_t raw)
     buf_put(b, p, (size_t)(end - p));
 }
 
+/* One histogram series: cumulative buckets, then _sum and _count. The count
+ * is read first and the buckets after, so under concurrent observations the
+ * +Inf bucket (the count) may trail the finite ones by the few in flight;
+ * it is printed as the larger of the two so buckets never decrease. */
+static void put_hist(buf_t *b, const tw_family_t *f, const series_t *s)
+{
+    const tw_hist_t *h = s->hist;
+    uint64_t count = tw_cell_get(&h->count), cum = 0;
+    /* The label block without its closing brace, to append le. */
+    size_t open = s->block_len ? s->block_len - 1 : 0;
+    for (size_t i = 0; i <= h->nbounds; i++) {
+        cum += tw_cell_get(&h->buckets[i]);
+        buf_put(b, f->name, f->name_len);
+        buf_puts(b, "_bucket");
+        if (open) {
+            buf_put(b, s->block, open);
+            buf_puts(b, ",le=\"");
+        } else {
+            buf_puts(b, "{le=\"");
+        }
+        if (i < h->nbounds) {
+            /* Bounds print like Prometheus' own clients: "0.25", not "0.250000". */
+            size_t at = b->len;
+            put_fixed_or_int(b, h->bounds[i], f->decimals);
+            while (f->decimals && b->len > at && b->p[b->len - 1] == '0')
+                b->len--;
+            if (f->decimals && b->p[b->len - 1] == '.')
+                b->len--;
+        } else
+            buf_puts(b, "+Inf");
+        buf_puts(b, "\"} ");
+        put_value(b, TW_METRIC_COUNTER, i < h->nbounds ? cum : (cum > count ? cum : count));
+        buf_putc(b, '\n');
+    }
+    buf_put(b, f->name, f->name_len);
+    buf_puts(b, "_sum");
+    buf_put(b, s->block, s->block_len);
+    buf_putc(b, ' ');
+    put_fixed_or_int(b, tw_cell_get(&h->sum), f->decimals);
+    buf_putc(b, '\n');
+    buf_put(b, f->name, f->name_len);
+    buf_puts(b, "_count");
+    buf_put(b, s->block, s->block_len);
+    buf_putc(b, ' ');
+    put_value(b, TW_METRIC_COUNTER, cum > count ? cum : count);
+    buf_putc(b, '\n');
+}
+
 /* The returned buffer is also NUL-terminated (not counted in *len), which
  * lets tests and debug code treat it as a string. */
 char *tw_metrics_render(tw_metrics_t *m, size_t *len)
@@ -369,10 +538,17 @@ char *tw_metrics_render(tw_metrics_t *m, size_t *len)
     for (const tw_family_t *f = m->head; f; f = f->next) {
         buf_put(&b, f->header, f->header_len);
         for (const series_t *s = f->head; s; s = s->next) {
+            if (s->hist) {
+                put_hist(&b, f, s);
+                continue;
+            }
             buf_put(&b, f->name, f->name_len);
             buf_put(&b, s->block, s->block_len);
             buf_putc(&b, ' ');
-            put_value(&b, f->type, tw_cell_get(&s->cell));
+            if (f->decimals)
+                put_fixed(&b, tw_cell_get(&s->cell), f->decimals);
+            else
+                put_value(&b, f->type, tw_cell_get(&s->cell));
             buf_putc(&b, '\n');
         }
     }

@@ -19,7 +19,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { TW_METRIC_COUNTER = 0, TW_METRIC_GAUGE = 1 } tw_metric_type_t;
+typedef enum {
+    TW_METRIC_COUNTER = 0,
+    TW_METRIC_GAUGE = 1,
+    TW_METRIC_HISTOGRAM = 2,   /* created with tw_metrics_histogram() only */
+} tw_metric_type_t;
 
 /* Counters hold a uint64; gauges hold an int64 stored in the same cell. */
 typedef struct tw_cell {
@@ -60,6 +64,32 @@ static inline uint64_t tw_cell_get(const tw_cell_t *c)
 {
     return atomic_load_explicit(&((tw_cell_t *)c)->v, memory_order_relaxed);
 }
+
+/*
+ * Fixed-point families: values are stored as integers and printed divided by
+ * 10^decimals with that many decimals (decimals 1..9), e.g. a duration kept
+ * in microseconds is printed in seconds with decimals = 6. The family's
+ * values must then be non-negative. Otherwise like tw_metrics_family().
+ */
+tw_family_t *tw_metrics_family_fixed(tw_metrics_t *m, const char *name, const char *help,
+                                     tw_metric_type_t type, unsigned decimals, size_t nlabels,
+                                     const char *const *label_names);
+
+/*
+ * Histograms (Prometheus type "histogram"): observations in fixed point
+ * (decimals as above), nbounds increasing upper bounds in the same unit
+ * (at most TW_METRICS_MAX_BUCKETS; "+Inf" is implicit). Rendered as
+ * NAME_bucket{...,le="B"} (cumulative), NAME_sum and NAME_count.
+ */
+#define TW_METRICS_MAX_BUCKETS 16
+typedef struct tw_hist tw_hist_t;
+tw_family_t *tw_metrics_histogram(tw_metrics_t *m, const char *name, const char *help,
+                                  unsigned decimals, const uint64_t *bounds, size_t nbounds,
+                                  size_t nlabels, const char *const *label_names);
+/* The series for these label values, created at 0. Stable pointer. */
+tw_hist_t *tw_family_hist(tw_family_t *f, const char *const *label_values);
+/* Records one observation (fixed point). Any thread, lock-free. */
+void tw_hist_observe(tw_hist_t *h, uint64_t v);
 
 /* Renders the whole registry; returns a heap buffer (caller frees), *len
  * set to its length. */

@@ -74,9 +74,16 @@ install(TARGETS tokenwatch RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(DIRECTORY rules/formats DESTINATION ${CMAKE_INSTALL_DATADIR}/tokenwatch
         FILES_MATCHING PATTERN "*.json")
 install(FILES rules/default.json DESTINATION ${CMAKE_INSTALL_DATADIR}/tokenwatch/rules)
+# Example freeze/unfreeze hooks (python3 scripts; docs/hooks.md), run by the
+# daemon from freeze.command / unfreeze.command: executables, mode 0755.
+install(PROGRAMS rules/hooks/vault-revoke rules/hooks/webhook
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/tokenwatch/hooks
+        PERMISSIONS OWNER_READ OWNER_WRITE OWNER_EXECUTE GROUP_READ GROUP_EXECUTE
+                    WORLD_READ WORLD_EXECUTE)
+install(FILES docs/hooks.md DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES rules/tokenwatch.schema.json rules/format.schema.json rules/rules.schema.json
         DESTINATION ${CMAKE_INSTALL_DATADIR}/tokenwatch/schema)
-install(FILES docs/configuration.md docs/install.md docs/detection.md README.md
+install(FILES docs/configuration.md docs/install.md docs/detection.md docs/api.md README.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(FILES ${TW_GEN}/tokenwatch.json DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples)
 install(FILES ${TW_GEN}/tokenwatch.service DESTINATION ${TW_SYSTEMD_UNIT_DIR})
@@ -120,8 +127,10 @@ if(TW_DPKG_SHLIBDEPS)
 else()
   # Debian 12 names, for builds without dpkg-dev.
   set(CPACK_DEBIAN_PACKAGE_DEPENDS
-      "adduser, libc6, libmicrohttpd12, libpcre2-8-0, libmaxminddb0, libcjson1")
+      "adduser, libc6, libmicrohttpd12, libpcre2-8-0, libmaxminddb0, libcjson1, libsodium23, libcurl3-gnutls")
 endif()
+# The example hooks (share/tokenwatch/hooks) are python3 scripts.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "logrotate, prometheus")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${TW_PKG_DIR}/debian/postinst ${TW_PKG_DIR}/debian/prerm

@@ -5,9 +5,9 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libmicrohttpd-dev libpcre2-dev
-      libmaxminddb-dev libcjson-dev libsodium-dev python3 curl)
+      libmaxminddb-dev libcjson-dev libsodium-dev libcurl4-gnutls-dev python3 curl)
 if [[ "${1:-}" == "--test" ]]; then
-    pkgs+=(prometheus prometheus-alertmanager systemd man-db)
+    pkgs+=(prometheus prometheus-alertmanager systemd man-db chromium openssl)
 fi
 
 SUDO=()

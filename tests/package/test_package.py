@@ -225,7 +225,11 @@ def inspect(bdir, deb):
                  "./usr/share/doc/tokenwatch/install.md",
                  "./usr/share/tokenwatch/rules/default.json",
                  "./usr/share/tokenwatch/schema/rules.schema.json",
-                 "./usr/share/doc/tokenwatch/detection.md"]:
+                 "./usr/share/doc/tokenwatch/detection.md",
+                 "./usr/share/doc/tokenwatch/api.md",
+                 "./usr/share/doc/tokenwatch/hooks.md",
+                 "./usr/share/tokenwatch/hooks/vault-revoke",
+                 "./usr/share/tokenwatch/hooks/webhook"]:
         check(want in names, f"{want} is not in the package")
     for fmt in glob.glob(os.path.join(SRC, "rules", "formats", "*.json")):
         want = "./usr/share/tokenwatch/formats/" + os.path.basename(fmt)

@@ -16,9 +16,11 @@ static char out[1 << 16];
 static size_t outlen;
 static int nevents;
 
-static void sink(void *ctx, const char *line, size_t len)
+static void sink(void *ctx, const tw_anomaly_t *a)
 {
     (void)ctx;
+    const char *line = a->line;
+    size_t len = a->len;
     if (outlen + len < sizeof out) {
         memcpy(out + outlen, line, len);
         outlen += len;

@@ -2,7 +2,10 @@
  * test_http.c — the HTTP server, driven over real loopback sockets by a tiny
  * blocking HTTP/1.0 client: routes, status codes and headers, bodies that must
  * not be read, bind errors, IPv6 (skipped when the kernel has none), the
- * connection limit and idle timeout, concurrent scrapes, and a clean stop.
+ * connection limit and idle timeout, a stalled client beside served ones
+ * (a thread per connection), concurrent scrapes, and a clean stop. The API,
+ * the page, credentials and TLS are tested in test_api.c; here the server
+ * runs without an API, so /api/... and / are unknown paths.
  *
  * Servers listen on 127.0.0.1 / ::1 on kernel-chosen ports. Waiting is done
  * by blocking reads with a deadline, never by fixed sleeps.
@@ -223,6 +226,7 @@ static void test_routes(uint16_t port, tw_http_t *h, tw_metrics_t *m)
     TW_CHECK_INT(r.status, 200);
     check_body(&r, "tokenwatch is Healthy.\n");
     check_header(&r, "Content-Type", "text/plain; charset=utf-8");
+    check_header(&r, "X-Content-Type-Options", "nosniff");
     resp_free(&r);
 
     request(port, "GET", "/-/ready", &r);
@@ -243,7 +247,15 @@ static void test_routes(uint16_t port, tw_http_t *h, tw_metrics_t *m)
     TW_CHECK_INT(r.status, 503);
     resp_free(&r);
 
-    const char *missing[] = {"/", "/nope", "/metrics/", "/-/healthyx", "/METRICS"};
+    const char *missing[] = {"/",
+                             "/nope",
+                             "/metrics/",
+                             "/-/healthyx",
+                             "/METRICS",
+                             "/api/v1/stats",
+                             "/static/app.js",
+                             "/api",
+                             "/api/v1/flagged"};
     for (size_t i = 0; i < sizeof missing / sizeof *missing; i++) {
         request(port, "GET", missing[i], &r);
         TW_CHECK_INT(r.status, 404);
@@ -413,6 +425,26 @@ static bool closed_by_server(int fd, int deadline_ms)
     return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
+/* A request answered 200 within deadline_ms, retried every 20 ms: every
+ * connection has a thread of its own, so a slot comes back once that thread
+ * has seen its connection close, a moment after the client sees it; until
+ * then a new connection is refused (closed at once), never queued. */
+static bool served_within(uint16_t port, int deadline_ms)
+{
+    int64_t deadline = tw_mono_ns() + (int64_t)deadline_ms * 1000000;
+    for (;;) {
+        resp_t r;
+        request(port, "GET", "/-/healthy", &r);
+        bool ok = r.status == 200;
+        resp_free(&r);
+        if (ok)
+            return true;
+        if (tw_mono_ns() > deadline)
+            return false;
+        poll(NULL, 0, 20);
+    }
+}
+
 static void test_connection_limit(uint16_t port, unsigned max_connections)
 {
     int idle[64];
@@ -426,20 +458,15 @@ static void test_connection_limit(uint16_t port, unsigned max_connections)
         if (idle[i] >= 0)
             close(idle[i]);
     }
-    resp_t r;
-    request(port, "GET", "/-/healthy", &r);
-    TW_CHECK_INT(r.status, 200);
-    resp_free(&r);
+    TW_CHECK(served_within(port, 5000));
 
-    /* Fill them again and keep them: the idle timeout (1 s) must reclaim the
-     * slots, so a new request is served anyway and every idle connection is
-     * closed by the server. */
+    /* Fill them again and keep them: a further connection is refused, and
+     * the idle timeout (1 s) must reclaim the slots, so a request is served
+     * again soon and every idle connection is closed by the server. */
     for (unsigned i = 0; i < max_connections; i++)
         idle[i] = connect_to(AF_INET, port);
     int64_t t0 = tw_mono_ns();
-    request(port, "GET", "/-/healthy", &r);
-    TW_CHECK_INT(r.status, 200);
-    resp_free(&r);
+    TW_CHECK(served_within(port, 5000));
     printf("request with %u idle connections held: served after %.2f s\n", max_connections,
            (double)(tw_mono_ns() - t0) / 1e9);
     unsigned reclaimed = 0;
@@ -450,6 +477,28 @@ static void test_connection_limit(uint16_t port, unsigned max_connections)
         close(idle[i]);
     }
     TW_CHECK_INT(reclaimed, max_connections);
+}
+
+/* A client that sent half a request and went quiet holds its own
+ * connection only: scrapes on other connections are answered meanwhile. */
+static void test_stalled_client(uint16_t port)
+{
+    int fd = connect_to(AF_INET, port);
+    TW_CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    static const char half[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    TW_CHECK(send_all(fd, half, sizeof half - 1));
+    for (int i = 0; i < 5; i++) {
+        resp_t r;
+        request(port, "GET", "/metrics", &r);
+        TW_CHECK_INT(r.status, 200);
+        resp_free(&r);
+    }
+    /* The stalled connection is still open (its idle timeout is 1 s and
+     * the scrapes above take milliseconds), then gets closed by it. */
+    TW_CHECK(closed_by_server(fd, 5000));
+    close(fd);
 }
 
 typedef struct {
@@ -523,6 +572,7 @@ int main(void)
     test_bodies(port);
     test_bind_errors(port, m);
     test_connection_limit(port, 8);
+    test_stalled_client(port);
     test_concurrent_scrapes(port, counter);
     test_ipv6(m);
 

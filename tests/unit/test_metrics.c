@@ -396,8 +396,54 @@ static void test_promtool(void)
     tw_metrics_free(m);
 }
 
+/* Histograms and fixed-point series: exact exposition, cumulative buckets,
+ * "le" after the series' own labels, bounds without trailing zeros. */
+static void test_histogram_and_fixed(void)
+{
+    tw_metrics_t *m = tw_metrics_new();
+    static const uint64_t bounds[] = {100000, 500000, 2000000};
+    static const char *const al[] = {"action"};
+    tw_family_t *h = tw_metrics_histogram(m, "hook_seconds", "Hook durations.", 6, bounds, 3,
+                                          1, al);
+    const char *fz[] = {"freeze"};
+    tw_hist_t *hf = tw_family_hist(h, fz);
+    tw_hist_observe(hf, 50000);     /* 0.05 s */
+    tw_hist_observe(hf, 100000);    /* on a bound: counted in it (le) */
+    tw_hist_observe(hf, 900000);
+    tw_hist_observe(hf, 7000000);   /* above every bound: +Inf only */
+    TW_CHECK(tw_family_hist(h, fz) == hf);
+    tw_family_t *n = tw_metrics_histogram(m, "plain", "No labels.", 0, bounds, 1, 0, NULL);
+    tw_hist_observe(tw_family_hist(n, NULL), 3);
+    tw_family_t *g = tw_metrics_family_fixed(m, "save_seconds", "Last save.", TW_METRIC_GAUGE,
+                                             6, 0, NULL);
+    tw_cell_set(tw_family_cell(g, NULL), 1234567);
+    size_t len;
+    char *text = tw_metrics_render(m, &len);
+    TW_CHECK_STR(text, "# HELP hook_seconds Hook durations.\n"
+                       "# TYPE hook_seconds histogram\n"
+                       "hook_seconds_bucket{action=\"freeze\",le=\"0.1\"} 2\n"
+                       "hook_seconds_bucket{action=\"freeze\",le=\"0.5\"} 2\n"
+                       "hook_seconds_bucket{action=\"freeze\",le=\"2\"} 3\n"
+                       "hook_seconds_bucket{action=\"freeze\",le=\"+Inf\"} 4\n"
+                       "hook_seconds_sum{action=\"freeze\"} 8.050000\n"
+                       "hook_seconds_count{action=\"freeze\"} 4\n"
+                       "# HELP plain No labels.\n"
+                       "# TYPE plain histogram\n"
+                       "plain_bucket{le=\"100000\"} 1\n"
+                       "plain_bucket{le=\"+Inf\"} 1\n"
+                       "plain_sum 3\n"
+                       "plain_count 1\n"
+                       "# HELP save_seconds Last save.\n"
+                       "# TYPE save_seconds gauge\n"
+                       "save_seconds 1.234567\n");
+    TW_CHECK(strlen(text) == len);
+    free(text);
+    tw_metrics_free(m);
+}
+
 int main(void)
 {
+    test_histogram_and_fixed();
     test_golden();
     test_empty_registry();
     test_relookup();
