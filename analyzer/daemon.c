@@ -44,6 +44,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -96,6 +97,7 @@ typedef struct tw_daemon {
     size_t nretired;
     tw_tokenid_t *key;          /* detection: NULL when the config has no rules */
     tw_geo_t *geo;
+    char geo_id[2 * 4096 + 256];   /* identity of the open GeoIP files (reload_geo) */
     tw_detect_t *det;
     tw_events_file_t *events;
     tw_log_limit_t events_limit;
@@ -347,6 +349,27 @@ static void apply_syslog(tw_daemon_t *d, const tw_syslog_conf_t *old,
             tw_severity_name((tw_severity_t)conf->severity_min));
 }
 
+/* Paths, devices, inodes, sizes and mtimes of the configured GeoIP files:
+ * a reload reopens the databases when this changes (a new GeoLite2 release
+ * written over the old file, or moved into place, or another path). */
+static void geo_identity(const tw_config_t *c, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (!c->has_geoip)
+        return;
+    const char *paths[2] = {c->geo_city_db, c->geo_asn_db};
+    size_t n = 0;
+    for (int i = 0; i < 2 && paths[i] && n < cap; i++) {
+        struct stat st;
+        memset(&st, 0, sizeof st);
+        stat(paths[i], &st);
+        n += (size_t)snprintf(out + n, cap - n, "%s:%llx:%llx:%llx:%lld.%09ld;", paths[i],
+                              (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                              (unsigned long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                              st.st_mtim.tv_nsec);
+    }
+}
+
 static bool rules_use_geo(const tw_rules_t *r)
 {
     for (size_t i = 0; r && i < r->nrules; i++)
@@ -370,6 +393,7 @@ static int start_detection(tw_daemon_t *d, tw_err_t *err)
     if (c->has_geoip) {
         if (tw_geo_open(&d->geo, c->geo_city_db, c->geo_asn_db, c->geo_cache_entries, err) != 0)
             return -1;
+        geo_identity(c, d->geo_id, sizeof d->geo_id);
     } else if (rules_use_geo(c->rules)) {
         tw_warn("%s has no \"geoip\" section: the geo rules are disabled", c->file);
     }
@@ -439,11 +463,6 @@ static void warn_restart_only(const tw_config_t *o, const tw_config_t *n)
         tw_warn("reload: http settings changed; they take effect after a restart");
     if (strcmp(o->state_dir, n->state_dir) != 0)
         tw_warn("reload: state_dir changed; it takes effect after a restart");
-    if (o->has_geoip != n->has_geoip ||
-        (o->has_geoip && (strcmp(o->geo_city_db, n->geo_city_db) != 0 ||
-                          (o->geo_asn_db == NULL) != (n->geo_asn_db == NULL) ||
-                          (o->geo_asn_db && strcmp(o->geo_asn_db, n->geo_asn_db) != 0))))
-        tw_warn("reload: geoip settings changed; they take effect after a restart");
     if (strcmp(o->events_file, n->events_file) != 0 || o->max_tokens != n->max_tokens)
         tw_warn("reload: events_file or max_tokens changed; they take effect after a restart");
     if (!respond_conf_equal(&o->respond, &n->respond) || o->max_cases != n->max_cases)
@@ -456,6 +475,37 @@ static void warn_restart_only(const tw_config_t *o, const tw_config_t *n)
         o->follow.rotate_wait_ms != n->follow.rotate_wait_ms ||
         o->follow.use_inotify != n->follow.use_inotify)
         tw_warn("reload: follow settings changed; they take effect after a restart");
+}
+
+/* SIGHUP: reopens the GeoIP databases when the files or the section
+ * changed; a database that fails to open keeps the running one. */
+static void reload_geo(tw_daemon_t *d, const tw_config_t *nc)
+{
+    if (!d->det)
+        return;
+    char id[sizeof d->geo_id];
+    geo_identity(nc, id, sizeof id);
+    if (strcmp(id, d->geo_id) == 0)
+        return;
+    tw_geo_t *g = NULL;
+    tw_err_t err;
+    if (nc->has_geoip &&
+        tw_geo_open(&g, nc->geo_city_db, nc->geo_asn_db, nc->geo_cache_entries, &err) != 0) {
+        tw_error("reload: keeping the running GeoIP databases: %s", err.msg);
+        return;
+    }
+    tw_detect_set_geo(d->det, g);
+    tw_geo_close(d->geo);
+    d->geo = g;
+    memcpy(d->geo_id, id, sizeof id);
+    if (g) {
+        tw_geo_info_t gi;
+        tw_geo_info(g, &gi);
+        tw_info("reload: GeoIP database %s (%s, built %llu) opened", nc->geo_city_db,
+                gi.city_type, (unsigned long long)gi.city_build_epoch);
+    } else {
+        tw_warn("reload: no \"geoip\" section any more: the geo rules are disabled");
+    }
 }
 
 static void reload(tw_daemon_t *d)
@@ -501,6 +551,7 @@ static void reload(tw_daemon_t *d)
         if (!found && add_input(d, ic, find_retired(d, ic->name)) == 0)
             tw_info("reload: input %s added (%s)", ic->name, ic->path);
     }
+    reload_geo(d, nc);
     /* New rules, same baselines. (Turning detection on or off needs a
      * restart: the detector and its key are built at start.) */
     if (d->det && nc->rules)

@@ -534,6 +534,7 @@ struct tw_detect {
     tw_cell_t *c_rule[TW_RULES_MAX];
     tw_cell_t *c_tracked, *c_flagged, *c_evicted;
     tw_cell_t *c_geo[5];
+    uint64_t geo_base[5];      /* counts of GeoIP handles replaced by a reload */
 };
 
 static void on_evict(void *ctx, const tw_token_t *victim)
@@ -1279,6 +1280,49 @@ bool tw_detect_learn(tw_detect_t *d, uint64_t token_id, const tw_anomaly_facts_t
     return true;
 }
 
+/* The five tokenwatch_geoip_lookups_total counts of one handle. */
+static void geo_counts(const tw_geo_t *g, uint64_t v[5])
+{
+    tw_geo_stats_t s;
+    tw_geo_stats(g, &s);
+    v[0] = s.cache_hits;
+    v[1] = s.tree_walks;
+    v[2] = s.by_status[TW_GEO_NOT_FOUND];
+    v[3] = s.by_status[TW_GEO_PRIVATE];
+    v[4] = s.by_status[TW_GEO_INVALID];
+}
+
+typedef struct reintern_ctx {
+    tw_geo_t *geo;
+} reintern_ctx_t;
+
+/* Points a stored location's strings into the new handle's interned set
+ * (or at "" without one). tw_tokens_each hands out const entries; the
+ * table owns them and this runs on the owner thread. */
+static bool reintern(void *ctx, const tw_token_t *e)
+{
+    reintern_ctx_t *x = ctx;
+    tw_baseline_loc_t *l = (tw_baseline_loc_t *)&e->b.loc;
+    const char *city = l->city ? l->city : "", *tz = l->time_zone ? l->time_zone : "";
+    l->city = x->geo ? tw_geo_intern(x->geo, city, strlen(city)) : "";
+    l->time_zone = x->geo ? tw_geo_intern(x->geo, tz, strlen(tz)) : "";
+    return true;
+}
+
+void tw_detect_set_geo(tw_detect_t *d, tw_geo_t *geo)
+{
+    if (d->geo) {
+        uint64_t v[5];
+        geo_counts(d->geo, v);
+        for (int i = 0; i < 5; i++)
+            d->geo_base[i] += v[i];
+    }
+    reintern_ctx_t x = {.geo = geo};
+    tw_tokens_each(d->tokens, reintern, &x);
+    tw_tokens_each(d->principals, reintern, &x);
+    d->geo = geo;
+}
+
 void tw_detect_publish(tw_detect_t *d)
 {
     if (!d->metrics)
@@ -1289,11 +1333,10 @@ void tw_detect_publish(tw_detect_t *d)
     if (d->geo) {
         tw_geo_stats_t s;
         tw_geo_stats(d->geo, &s);
-        tw_cell_set(d->c_geo[0], s.cache_hits);
-        tw_cell_set(d->c_geo[1], s.tree_walks);
-        tw_cell_set(d->c_geo[2], s.by_status[TW_GEO_NOT_FOUND]);
-        tw_cell_set(d->c_geo[3], s.by_status[TW_GEO_PRIVATE]);
-        tw_cell_set(d->c_geo[4], s.by_status[TW_GEO_INVALID]);
+        uint64_t v[5];
+        geo_counts(d->geo, v);
+        for (int i = 0; i < 5; i++)
+            tw_cell_set(d->c_geo[i], d->geo_base[i] + v[i]);
     }
 }
 

@@ -186,6 +186,12 @@ void tw_detect_stats(const tw_detect_t *d, tw_detect_stats_t *out);
 /* The baseline of a token id, or NULL (tests, the API later). */
 const tw_baseline_t *tw_detect_token(tw_detect_t *d, uint64_t token_id);
 
+/* Switches to another GeoIP handle (SIGHUP after the database was replaced),
+ * or to none. Every stored location's city and time zone are re-interned in
+ * the new handle, so the caller may close the old one as soon as this
+ * returns. The geoip_lookups counters continue. O(tracked tokens). */
+void tw_detect_set_geo(tw_detect_t *d, tw_geo_t *geo);
+
 /* The rate rule's window in seconds (0 without a rate rule). */
 uint32_t tw_detect_rate_window(const tw_detect_t *d);
 

@@ -21,6 +21,7 @@ struct tw_input {
     tw_cell_t *c_perr[TW_PERR__COUNT];
     tw_cell_t *c_skip[TW_SKIPR__COUNT];
     tw_cell_t *c_rot[TW_ROTATE__COUNT];
+    tw_cell_t *c_ioerr[TW_TAIL_ERR__COUNT];
 };
 
 static const char *const skip_names[TW_SKIPR__COUNT] = {"too_long", "partial", "blank",
@@ -74,6 +75,11 @@ static void register_metrics(tw_input_t *in, tw_metrics_t *m)
         in->c_rot[k] = cell2(m, "tokenwatch_rotations_total",
                              "Rotations of the input's file seen, by kind.", "kind", n,
                              tw_rotation_name((tw_rotation_t)k));
+    for (int k = 0; k < TW_TAIL_ERR__COUNT; k++)
+        in->c_ioerr[k] = cell2(m, "tokenwatch_input_errors_total",
+                               "Failures to open, stat or read the input's file (retried at "
+                               "every poll: an unreadable file counts up until it is fixed).",
+                               "reason", n, tw_tail_error_name((tw_tail_error_t)k));
     in->c_lag = cell1(m, "tokenwatch_input_lag_bytes",
                       "Bytes written to the input's files but not read yet.",
                       TW_METRIC_GAUGE, n);
@@ -162,6 +168,8 @@ void tw_input_publish(tw_input_t *in, uint64_t lag_bytes)
         tw_cell_set(in->c_skip[r], s->skipped[r]);
     for (int k = 0; k < TW_ROTATE__COUNT; k++)
         tw_cell_set(in->c_rot[k], s->rotations[k]);
+    for (int k = 0; k < TW_TAIL_ERR__COUNT; k++)
+        tw_cell_set(in->c_ioerr[k], s->io_errors[k]);
     tw_cell_set_gauge(in->c_lag, (int64_t)lag_bytes);
 }
 
@@ -189,8 +197,16 @@ static void on_rotate(void *ctx, tw_rotation_t kind)
         in->stats.rotations[kind]++;
 }
 
+static void on_error(void *ctx, tw_tail_error_t kind)
+{
+    tw_input_t *in = ctx;
+    if ((unsigned)kind < TW_TAIL_ERR__COUNT)
+        in->stats.io_errors[kind]++;
+}
+
 const tw_tail_handler_t tw_input_tail_handler = {
     .on_line = on_line,
     .on_skip = on_skip,
     .on_rotate = on_rotate,
+    .on_error = on_error,
 };

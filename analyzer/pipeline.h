@@ -35,6 +35,7 @@ typedef struct tw_input_stats {
     uint64_t parse_errors[TW_PERR__COUNT];
     uint64_t skipped[TW_SKIPR__COUNT];
     uint64_t rotations[TW_ROTATE__COUNT];
+    uint64_t io_errors[TW_TAIL_ERR__COUNT];   /* not kept across restarts */
 } tw_input_stats_t;
 
 typedef struct tw_input tw_input_t;

@@ -987,16 +987,14 @@ char *tw_respond_api_action(tw_respond_t *r, uint64_t token_id, tw_api_action_t 
         break;
     case TW_API_DISMISS: {
         /* What each anomaly found unusual becomes normal for this token. */
-        unsigned learned = 0;
         for (unsigned i = 0; r->det && i < c->recent_n; i++) {
             const tw_case_anomaly_t *an = tw_case_anomaly_at(c, i);
-            if (an && tw_detect_learn(r->det, token_id, &an->facts))
-                learned++;
+            if (an)
+                tw_detect_learn(r->det, token_id, &an->facts);
         }
         tw_case_log(c, now, "dismiss", TW_CASE_DISMISSED, analyst, note);
         if (c->frozen && !c->unfreeze_pending && has_unfreeze(r))
             request_unfreeze(r, c, now, "dismissed", analyst, note, TW_CASE_DISMISSED);
-        (void)learned;
         break;
     }
     }

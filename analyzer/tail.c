@@ -158,6 +158,20 @@ static void emit_rotate(struct input *in, tw_rotation_t kind)
         in->h->on_rotate(in->ctx, kind);
 }
 
+static const char *const error_names[TW_TAIL_ERR__COUNT] = {"open", "read", "stat",
+                                                            "not_regular"};
+
+const char *tw_tail_error_name(tw_tail_error_t e)
+{
+    return (unsigned)e < TW_TAIL_ERR__COUNT ? error_names[e] : "unknown";
+}
+
+static void report_error(struct input *in, tw_tail_error_t kind)
+{
+    if (in->h->on_error)
+        in->h->on_error(in->ctx, kind);
+}
+
 static uint64_t committed_pos(const struct tfile *f)
 {
     return f->base + tw_linebuf_consumed(f->lb);
@@ -446,6 +460,7 @@ static uint64_t file_read(const tw_tail_t *t, struct input *in, struct tfile *f,
         if (r < 0) {
             tw_log_limited(&in->lim_io, TW_LOG_WARN, "input %s: reading %s (inode %llu) failed: %s",
                            in->name, in->path, ull(f->ino), strerror(errno));
+            report_error(in, TW_TAIL_ERR_READ);
             *end = READ_ERROR;
             break;
         }
@@ -493,9 +508,11 @@ static void open_current(tw_tail_t *t, struct input *in, bool at_end)
     struct stat st;
     int fd = open_regular(AT_FDCWD, in->path, &st);
     if (fd < 0) {
-        if (errno != ENOENT && errno != ENOTDIR)
+        if (errno != ENOENT && errno != ENOTDIR) {
             tw_log_limited(&in->lim_io, TW_LOG_WARN, "input %s: cannot open %s: %s", in->name,
                            in->path, open_error());
+            report_error(in, TW_TAIL_ERR_OPEN);
+        }
         return;
     }
     ssize_t k = find_open(in, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
@@ -549,6 +566,7 @@ static void check_path(tw_tail_t *t, struct input *in, int64_t now)
         } else {
             tw_log_limited(&in->lim_io, TW_LOG_WARN, "input %s: cannot stat %s: %s", in->name,
                            in->path, strerror(errno));
+            report_error(in, TW_TAIL_ERR_STAT);
         }
         return;
     }
@@ -565,6 +583,7 @@ static void check_path(tw_tail_t *t, struct input *in, int64_t now)
     if (!S_ISREG(st.st_mode)) {
         tw_log_limited(&in->lim_io, TW_LOG_WARN, "input %s: %s is not a regular file", in->name,
                        in->path);
+        report_error(in, TW_TAIL_ERR_NOT_REGULAR);
         return;
     }
     open_current(t, in, false);

@@ -41,6 +41,18 @@ typedef enum {
     TW_ROTATE__COUNT
 } tw_rotation_t;
 
+/* File access failures, reported each time they happen (a file that stays
+ * unreadable is retried, and counted, at every poll). */
+typedef enum {
+    TW_TAIL_ERR_OPEN = 0,    /* "open": the path exists but cannot be opened (EACCES...) */
+    TW_TAIL_ERR_READ,        /* "read": read(2) failed */
+    TW_TAIL_ERR_STAT,        /* "stat": stat(2) of the path failed other than ENOENT */
+    TW_TAIL_ERR_NOT_REGULAR, /* "not_regular": the path is not a regular file */
+    TW_TAIL_ERR__COUNT
+} tw_tail_error_t;
+
+const char *tw_tail_error_name(tw_tail_error_t e);
+
 typedef enum {
     TW_SKIP_TOO_LONG = 0,    /* "too_long": a line over max_line bytes */
     TW_SKIP_PARTIAL,         /* "partial": an unterminated tail dropped at
@@ -56,6 +68,7 @@ typedef struct tw_tail_handler {
     void (*on_line)(void *ctx, const char *line, size_t len);
     void (*on_skip)(void *ctx, tw_skip_t reason);
     void (*on_rotate)(void *ctx, tw_rotation_t kind);
+    void (*on_error)(void *ctx, tw_tail_error_t kind);   /* may be NULL */
 } tw_tail_handler_t;
 
 typedef struct tw_tail_opts {
