@@ -168,12 +168,46 @@ void tw_cases_each(tw_cases_t *s, bool (*fn)(void *ctx, tw_case_t *c), void *ctx
             return;
 }
 
+/* Copies at most cap-1 bytes of src as valid UTF-8: a byte that does not
+ * start a well-formed sequence becomes '?', and the copy never ends inside
+ * a sequence. So what is stored is exactly what cases.json holds and loads
+ * back (log values may be any bytes; the JSON writer would otherwise turn
+ * each bad byte into a 3-byte U+FFFD and overflow the field on reload). */
 static void copy_str(char *dst, size_t cap, const char *src, size_t n)
 {
-    if (n >= cap)
-        n = cap - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
+    const unsigned char *p = (const unsigned char *)src;
+    size_t o = 0;
+    while (n > 0) {
+        size_t k = tw_utf8_seq_len(p, n);
+        if (k == 0 || *p == '\0') {
+            if (o + 1 >= cap)
+                break;
+            dst[o++] = '?';
+            k = 1;
+        } else {
+            if (o + k >= cap)
+                break;
+            memcpy(dst + o, p, k);
+            o += k;
+        }
+        p += k;
+        n -= k;
+    }
+    dst[o] = '\0';
+}
+
+static bool valid_utf8(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s);
+    while (n > 0) {
+        size_t k = tw_utf8_seq_len(p, n);
+        if (k == 0)
+            return false;
+        p += k;
+        n -= k;
+    }
+    return true;
 }
 
 static void note_rule(tw_case_t *c, const char *rule)
@@ -483,10 +517,10 @@ static int get_str(loader_t *L, const cJSON *o, const char *prefix, const char *
     char p[TW_JV_PATH_MAX];
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap ||
-        (!allow_empty && !v->valuestring[0]))
+        (!allow_empty && !v->valuestring[0]) || !valid_utf8(v->valuestring))
         return tw_jv_fail(&L->jv, tw_jv_join(p, prefix, key),
-                          "expected a string of %s1 to %zu bytes", allow_empty ? "0 or " : "",
-                          cap - 1);
+                          "expected a UTF-8 string of %s1 to %zu bytes",
+                          allow_empty ? "0 or " : "", cap - 1);
     memcpy(dst, v->valuestring, strlen(v->valuestring) + 1);
     return 0;
 }
@@ -530,9 +564,9 @@ static int get_opt_dup(loader_t *L, const cJSON *o, const char *prefix, const ch
     *out = NULL;
     if (!v || cJSON_IsNull(v))
         return 0;
-    if (!cJSON_IsString(v) || strlen(v->valuestring) > max)
+    if (!cJSON_IsString(v) || strlen(v->valuestring) > max || !valid_utf8(v->valuestring))
         return tw_jv_fail(&L->jv, tw_jv_join(p, prefix, key),
-                          "expected null or a string of at most %zu bytes", max);
+                          "expected null or a UTF-8 string of at most %zu bytes", max);
     *out = tw_xstrdup(v->valuestring);
     return 0;
 }

@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 #include "config.h"
+#include "geo.h"
 #include "linebuf.h"
 #include "pipeline.h"
 #include "timeparse.h"
@@ -144,6 +145,18 @@ int tw_cmd_check(const tw_cli_t *cli)
     tw_config_t *c = tw_cli_load_config(cli);
     if (!c)
         return TW_EXIT_USAGE;
+    /* A start opens the GeoIP databases: so does check (a truncated or
+     * wrong-type database must fail here, not at the next restart). */
+    if (c->has_geoip) {
+        tw_geo_t *g;
+        tw_err_t err;
+        if (tw_geo_open(&g, c->geo_city_db, c->geo_asn_db, 0, &err) != 0) {
+            fprintf(stderr, "tokenwatch: %s: geoip: %s\n", c->file, err.msg);
+            tw_config_free(c);
+            return TW_EXIT_USAGE;
+        }
+        tw_geo_close(g);
+    }
     printf("config OK: %zu inputs, %zu formats (%s)\n", c->ninputs,
            tw_formats_count(c->formats), c->formats_dir);
     if (c->ninputs == 0)

@@ -122,6 +122,29 @@ class CliTest(twtest.TwTestCase):
         self.assert_config_error(missing, None)
         self.assert_config_error(missing, None, args=["run", "-c", missing])
 
+    def test_check_opens_the_geoip_databases(self):
+        """check opens the GeoIP databases as a start would: a truncated
+        file passes the config's existence checks but is refused."""
+        src = os.path.join(twtest.TESTDATA_DIR, "geoip", "GeoLite2-City-Test.mmdb")
+        with open(src, "rb") as f:
+            data = f.read()
+        good_db, bad_db = self.path("city.mmdb"), self.path("cut.mmdb")
+        with open(good_db, "wb") as f:
+            f.write(data)
+        with open(bad_db, "wb") as f:
+            f.write(data[: len(data) // 3])
+        cfg = self.base_config().config()
+        cfg["geoip"] = {"city_db": good_db}
+        p = run_cli(["check", "-c", self.write_json("geo-good.json", cfg)])
+        self.assertEqual(p.returncode, 0, p.stderr_text)
+        cfg["geoip"] = {"city_db": bad_db}
+        path = self.write_json("geo-bad.json", cfg)
+        p = run_cli(["check", "-c", path])
+        self.assertEqual(p.returncode, 2, p.stderr_text)
+        self.assertIn(path, p.stderr_text)
+        self.assertIn(bad_db, p.stderr_text)
+        self.assertNotIn("config OK", p.stdout_text)
+
     def test_check_sample_shipped_fixtures(self):
         fixtures = sorted(glob.glob(os.path.join(twtest.TESTDATA_DIR, "formats", "*.log")))
         known = {os.path.splitext(os.path.basename(f))[0]
