@@ -40,7 +40,9 @@ struct tw_respond {
     tw_events_file_t *events;
     tw_hook_t *hook;             /* NULL without a "freeze" section */
     tw_cases_t *cases;
-    bool dirty;
+    bool dirty;                  /* the store changed since the last save */
+    bool urgent;                 /* ... by a hook outcome: save at this tick */
+    int64_t last_save_ns;        /* wall clock */
     tw_jw_t jw;                  /* records and job bodies */
     tw_jw_t body;                /* API answers (under the lock, one at a time) */
     int64_t *admitted;           /* breaker: monotonic times of the last admissions (ring) */
@@ -464,6 +466,7 @@ static void on_report(tw_respond_t *r, const tw_hook_report_t *rep, int64_t now)
     if (!rep->final || !c)
         return;
     r->dirty = true;
+    r->urgent = true;   /* a freeze that succeeded must be on disk before a crash */
     bool ok = rep->outcome == TW_HOOK_OK;
     if (rep->action == TW_HOOK_FREEZE) {
         c->freeze_pending = false;
@@ -558,7 +561,10 @@ void tw_respond_tick(tw_respond_t *r, int64_t now_ns)
             tw_cell_set_gauge(r->c_state[s], (int64_t)t.states[s]);
         tw_cell_set(r->c_refused, tw_cases_refused(r->cases));
     }
-    if (r->dirty) {
+    /* The store is rewritten whole, so new evidence is saved at most once a
+     * second (a flood of anomalies over many cases must not rewrite a large
+     * file per round); hook outcomes are saved at once. */
+    if (r->dirty && (r->urgent || now_ns - r->last_save_ns >= NS_PER_S)) {
         tw_err_t err;
         if (tw_respond_save(r, &err) != 0)
             tw_log_limited(&r->save_limit, TW_LOG_ERROR, "saving the flagged store: %s",
@@ -568,9 +574,10 @@ void tw_respond_tick(tw_respond_t *r, int64_t now_ns)
 
 int tw_respond_save(tw_respond_t *r, tw_err_t *err)
 {
+    r->last_save_ns = tw_now_ns();
     if (tw_cases_save(r->cases, r->cases_path, err) != 0)
         return -1;
-    r->dirty = false;
+    r->dirty = r->urgent = false;
     return 0;
 }
 

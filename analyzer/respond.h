@@ -23,10 +23,10 @@
  *   stdin and only with pass_token. After a restart a freeze that was owed is
  *   submitted again at once without pass_token, or at the token's next use
  *   with it (tw_detect_want), since the raw token was never written down.
- * - The store (state_dir/cases.json) is saved whenever it changed, at the
- *   end of the analysis round (tw_respond_tick), so a successful freeze is on
- *   disk milliseconds after its report; tw_respond_new refuses a corrupt or
- *   newer file.
+ * - The store (state_dir/cases.json) is saved by tw_respond_tick: at once
+ *   after a hook outcome (a successful freeze is on disk milliseconds after
+ *   its report) and after analyst actions, at most once a second for new
+ *   evidence; tw_respond_new refuses a corrupt or newer file.
  *
  * Threading: every function runs on the analysis thread or under the
  * daemon's analysis lock (the HTTP API's calls); the hook runner has its own
