@@ -1,53 +1,71 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of tests/fuzz with clang (ASan+UBSan) and runs
-# each one, one after the other, for a fixed time. Exits non-zero if any
-# target found a crash, leak, timeout or sanitizer report; the input is
-# saved under BUILD/fuzz-artifacts/TARGET/ (minimise it and add it to
-# tests/fuzz/regressions/TARGET/, see tests/fuzz/README.md).
+# each one for a fixed time, JOBS targets at a time. Exits 1 if any target
+# found a crash, leak, timeout, out-of-memory or sanitizer report: the input
+# is saved under BUILD/fuzz-artifacts/TARGET/ and printed in the output as
+# gzip+base64, so that a CI log is enough to recover it (minimise it and add
+# it to tests/fuzz/regressions/TARGET/, see tests/fuzz/README.md).
 #
-#   scripts/fuzz.sh [-t SECONDS] [-b BUILD_DIR] [-s SOURCE_DIR] [TARGET...]
+#   scripts/fuzz.sh [-t SECONDS] [-j JOBS] [-b BUILD_DIR] [-s SOURCE_DIR] [TARGET...]
 #
 #   -t  seconds per target (default: $FUZZ_SECONDS or 60)
+#   -j  targets run at the same time, one core each (default 1; CI: nproc)
 #   -b  build directory (default: build-fuzz)
 #   -s  source tree to configure (default: this checkout)
 #   TARGET  parse_generic_text parse_generic_json parse_vault_audit timeparse
-#           format_file config rules tz state linebuf (default: all)
+#           format_file config rules tz state linebuf baselines api_request
+#           api_auth cases (default: all)
 #   FUZZ_FLAGS  extra libFuzzer flags, e.g. "-fork=1 -ignore_crashes=1" to go
 #           on past a known crash (each crash is still saved and reported)
 #
 # Each target starts from its committed corpus (tests/fuzz/corpus/TARGET and
-# regressions/TARGET); new inputs go to BUILD/fuzz-corpus/TARGET, which is
-# kept between runs and never written back to the source tree.
+# regressions/TARGET) and its dictionary (tests/fuzz/dict/TARGET.dict, if
+# any); new inputs go to BUILD/fuzz-corpus/TARGET, which is kept between
+# runs and never written back to the source tree. Wall time is about
+# ceil(targets / JOBS) x SECONDS plus the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 seconds=${FUZZ_SECONDS:-60}
+parallel=1
 build=build-fuzz
 src=$repo
-while getopts "t:b:s:h" opt; do
+while getopts "t:j:b:s:h" opt; do
     case $opt in
     t) seconds=$OPTARG ;;
+    j) parallel=$OPTARG ;;
     b) build=$OPTARG ;;
     s) src=$OPTARG ;;
-    *) sed -n '2,20p' "$0"; exit 2 ;;
+    *) sed -n '2,26p' "$0"; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
+case $seconds in '' | *[!0-9]*) echo "fuzz.sh: -t expects whole seconds" >&2; exit 2 ;; esac
+case $parallel in '' | 0 | *[!0-9]*) echo "fuzz.sh: -j expects a number >= 1" >&2; exit 2 ;; esac
+[ "$seconds" -gt 0 ] || { echo "fuzz.sh: -t expects at least 1 second" >&2; exit 2; }
 
 all_targets=(parse_generic_text parse_generic_json parse_vault_audit timeparse
-             format_file config rules tz state linebuf)
+             format_file config rules tz state linebuf baselines api_request
+             api_auth cases)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
+for t in "${targets[@]}"; do
+    [ -f "$repo/tests/fuzz/fuzz_$t.c" ] || { echo "fuzz.sh: no target $t" >&2; exit 2; }
+done
 
 # Longest input per target: log lines up to the daemon's default max_line
-# (64 KiB) plus room; config and state files are small by nature.
+# (64 KiB) plus room; config, state and credential files and HTTP requests
+# are small by nature (an action body is at most 8 KiB: 12 KiB leaves room
+# for the 413 case).
 max_len() {
     case $1 in
     timeparse) echo 256 ;;
     config | rules) echo 16384 ;;
     tz) echo 8192 ;;
-    state) echo 65536 ;;
+    state | baselines | cases) echo 65536 ;;
+    api_request) echo 12288 ;;
+    api_auth) echo 4096 ;;
     *) echo 70000 ;;
     esac
 }
@@ -64,11 +82,12 @@ if ! command -v "$cc" >/dev/null 2>&1 ||
     fi
 fi
 
-jobs=$(nproc 2>/dev/null || echo 2)
+cores=$(nproc 2>/dev/null || echo 2)
+SECONDS=0
 echo "== build ($build, clang, -fsanitize=fuzzer,address,undefined)"
 cmake -S "$src" -B "$build" -DCMAKE_C_COMPILER="$cc" -DTW_FUZZ=ON -DBUILD_TESTING=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$jobs" --target "${targets[@]/#/fuzz_}"
+cmake --build "$build" -j "$cores" --target "${targets[@]/#/fuzz_}"
 
 export TW_SOURCE_DIR=$repo
 # Leaks count as findings; a UBSan report aborts (the build also sets
@@ -76,22 +95,31 @@ export TW_SOURCE_DIR=$repo
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
-failed=()
-summary=()
-for t in "${targets[@]}"; do
-    bin=$build/tests/fuzz/fuzz_$t
-    work=$build/fuzz-corpus/$t
-    art=$build/fuzz-artifacts/$t
-    log=$build/fuzz-logs/$t.log
-    mkdir -p "$work" "$art" "$(dirname "$log")"
-    dirs=("$work" "$repo/tests/fuzz/corpus/$t")
+results=$build/fuzz-logs/results
+rm -rf "$results"
+mkdir -p "$results"
+
+# Runs one target; writes its summary line to $results/TARGET and, on a
+# finding, the names of the new artifacts to $results/TARGET.new.
+run_target() {
+    local t=$1
+    local bin=$build/tests/fuzz/fuzz_$t
+    local work=$build/fuzz-corpus/$t
+    local art=$build/fuzz-artifacts/$t
+    local log=$build/fuzz-logs/$t.log
+    mkdir -p "$work" "$art"
+    local dirs=("$work" "$repo/tests/fuzz/corpus/$t")
     [ -d "$repo/tests/fuzz/regressions/$t" ] && dirs+=("$repo/tests/fuzz/regressions/$t")
-    echo "== fuzz_$t for ${seconds}s (log: $log)"
-    before=$(ls "$art" | wc -l)
-    rc=0
+    local dict=()
+    [ -f "$repo/tests/fuzz/dict/$t.dict" ] && dict=(-dict="$repo/tests/fuzz/dict/$t.dict")
+    ls -A "$art" | sort >"$results/$t.before"
+    local rc=0
+    # shellcheck disable=SC2086  # FUZZ_FLAGS is a list of flags
     "$bin" -max_total_time="$seconds" -max_len="$(max_len "$t")" -timeout=10 \
         -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$art/" ${FUZZ_FLAGS:-} "${dirs[@]}" >"$log" 2>&1 || rc=$?
+        -artifact_prefix="$art/" "${dict[@]}" ${FUZZ_FLAGS:-} "${dirs[@]}" \
+        >"$log" 2>&1 </dev/null || rc=$?
+    local execs speed cov
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     # -fork mode prints no final stats: take the last status line.
@@ -100,19 +128,52 @@ for t in "${targets[@]}"; do
         speed=$((execs / seconds))
     fi
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
+    local line
     line=$(printf '%-20s %10s execs %7s exec/s  %s' "$t" "${execs:-?}" "${speed:-?}" "$cov")
     # With -ignore_crashes the exit code stays 0: count new artifacts too.
-    if [ $rc -ne 0 ] || [ "$(ls "$art" | wc -l)" -gt "$before" ]; then
+    ls -A "$art" | sort | comm -13 "$results/$t.before" - >"$results/$t.new"
+    if [ $rc -ne 0 ] || [ -s "$results/$t.new" ]; then
         line="$line  FINDING (exit $rc)"
-        failed+=("$t")
-        grep -E '^(==[0-9]+==ERROR|SUMMARY|.*fuzz invariant failed|.*runtime error)' "$log" |
-            head -5 || true
-        ls -t "$art" | head -5 | sed "s|^|    artifact: $art/|" || true
     fi
+    echo "$line" >"$results/$t"
+    echo "   done: $line"
+}
+
+echo "== built in ${SECONDS}s; fuzzing ${#targets[@]} targets, ${seconds}s each," \
+     "$parallel at a time (logs: $build/fuzz-logs/)"
+SECONDS=0
+for t in "${targets[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do
+        wait -n || true
+    done
+    echo "== fuzz_$t for ${seconds}s"
+    run_target "$t" &
+done
+wait
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+    line=$(cat "$results/$t" 2>/dev/null || echo "$t: no result (the runner died)  FINDING")
     summary+=("$line")
+    case $line in *FINDING*) failed+=("$t") ;; *) continue ;; esac
+    log=$build/fuzz-logs/$t.log
+    art=$build/fuzz-artifacts/$t
+    echo "== finding in $t (log: $log)"
+    # The report: sanitizer or invariant message and the first frames.
+    grep -m1 -A40 -E '^==[0-9]+==(ERROR|WARNING)|fuzz invariant failed|runtime error|^==[0-9]+== ERROR: libFuzzer' \
+        "$log" | head -60 || tail -40 "$log"
+    while read -r name; do
+        [ -n "$name" ] || continue
+        f=$art/$name
+        echo "---- artifact $f ($(wc -c <"$f") bytes); recover it with:"
+        echo "     base64 -d <<'EOF' | gunzip > $name"
+        gzip -9c "$f" | base64 -w 76
+        echo "EOF"
+    done <"$results/$t.new"
 done
 
-echo "== summary (${seconds}s per target)"
+echo "== summary (${seconds}s per target, $parallel at a time, ${SECONDS}s in all)"
 printf '%s\n' "${summary[@]}"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz.sh: findings in: ${failed[*]}" >&2
