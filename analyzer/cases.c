@@ -682,8 +682,10 @@ static int load_case(loader_t *L, const cJSON *e, const char *q, tw_case_t *c)
         return tw_jv_fail(&L->jv, tw_jv_join(p, q, "rules"),
                           "expected an array of at most %d rule ids", TW_CASE_RULES);
     for (const cJSON *r = rules->child; r; r = r->next) {
-        if (!cJSON_IsString(r) || !r->valuestring[0] || strlen(r->valuestring) >= 64)
-            return tw_jv_fail(&L->jv, tw_jv_join(p, q, "rules"), "expected rule ids");
+        if (!cJSON_IsString(r) || !r->valuestring[0] || strlen(r->valuestring) >= 64 ||
+            !valid_utf8(r->valuestring))
+            return tw_jv_fail(&L->jv, tw_jv_join(p, q, "rules"),
+                              "expected rule ids (UTF-8 strings of 1 to 63 bytes)");
         memcpy(c->rules[c->nrules++], r->valuestring, strlen(r->valuestring) + 1);
     }
     return load_recent(L, cJSON_GetObjectItemCaseSensitive(e, "recent"), q, c) ||

@@ -167,9 +167,9 @@ for t in "${targets[@]}"; do
         [ -n "$name" ] || continue
         f=$art/$name
         echo "---- artifact $f ($(wc -c <"$f") bytes); recover it with:"
-        echo "     base64 -d <<'EOF' | gunzip > $name"
+        echo "     base64 -d <<'TW_FUZZ_B64' | gunzip > $name"
         gzip -9c "$f" | base64 -w 76
-        echo "EOF"
+        echo "TW_FUZZ_B64"
     done <"$results/$t.new"
 done
 

@@ -214,6 +214,7 @@ class ApiAuthTest(twtest.TwTestCase):
         append(gw["path"], lines)
 
         def flagged():
+            d.check_alive()
             status, body, _ = d.request("/api/v1/flagged", headers=auth)
             items = json.loads(body)["items"] if status == 200 else []
             return items[0] if items else None

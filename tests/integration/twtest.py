@@ -460,6 +460,7 @@ class Daemon:
         self.config_path = os.path.join(workdir, name + ".json")
         self.port = free_port()
         self.proc = None
+        self.stopped = False
         self.runs = 0
         self.stderr_path = None
         self.stderr_paths = []
@@ -489,6 +490,7 @@ class Daemon:
     # -- life cycle --------------------------------------------------------
     def start(self, wait_ready=True, timeout=DEFAULT_TIMEOUT):
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
+        self.stopped = False
         for attempt in range(3):
             self.runs += 1
             self.stderr_path = os.path.join(self.workdir, "%s.stderr.%d" % (self.name, self.runs))
@@ -531,11 +533,19 @@ class Daemon:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def check_alive(self):
+        """For wait_until predicates: raises Fatal, with the exit status and
+        stderr, once the daemon has died (nothing it serves can come back)."""
+        if self.proc is not None and self.proc.poll() is not None and not self.stopped:
+            raise Fatal("%s died (exit status %s); stderr:\n%s"
+                        % (self.name, self.proc.returncode, self.stderr_tail()))
+
     def stop(self, timeout=10.0, expect_rc=0):
         """SIGTERM; asserts the exit code (0 by default)."""
         if not self.running():
             rc = None if self.proc is None else self.proc.returncode
             raise AssertionError("daemon not running at stop (rc=%s):\n%s" % (rc, self.stderr_tail()))
+        self.stopped = True
         self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout)
@@ -549,6 +559,7 @@ class Daemon:
         return rc
 
     def kill9(self):
+        self.stopped = True
         if self.running():
             self.proc.kill()
         if self.proc is not None:
@@ -576,9 +587,15 @@ class Daemon:
         self.proc.send_signal(signal.SIGHUP)
 
     def cleanup(self):
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        elif not self.stopped:
+            # It died on its own: say how, whatever the test concluded.
+            sys.stderr.write("\n%s died during the test (exit status %s); stderr:\n%s\n"
+                             % (self.name, self.proc.returncode, self.stderr_tail()))
 
     # -- output ------------------------------------------------------------
     def stderr(self, all_runs=False):
