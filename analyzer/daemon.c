@@ -124,6 +124,7 @@ static int add_input(tw_daemon_t *d, const tw_input_conf_t *ic, const tw_state_i
 {
     tw_input_t *in = tw_input_new(ic->name, ic->format, d->metrics);
     tw_input_set_detector(in, d->det);
+    tw_input_set_future_limit(in, TW_FUTURE_LIMIT_NS);
     const tw_tail_pos_t *pos = NULL;
     size_t npos = 0;
     if (saved && strcmp(saved->path, ic->path) == 0) {

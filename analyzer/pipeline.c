@@ -4,7 +4,9 @@
  */
 #include "pipeline.h"
 #include "common.h"
+#include "log.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 
 struct tw_input {
@@ -12,6 +14,8 @@ struct tw_input {
     const tw_format_t *format;
     tw_parser_t *parser;
     int64_t ref_ns;
+    int64_t future_ns;        /* 0: no guard (tw_input_set_future_limit) */
+    tw_log_limit_t future_log;
     tw_input_stats_t stats;
     tw_event_t ev;
     tw_detect_t *det;         /* borrowed, may be NULL */
@@ -22,6 +26,7 @@ struct tw_input {
     tw_cell_t *c_skip[TW_SKIPR__COUNT];
     tw_cell_t *c_rot[TW_ROTATE__COUNT];
     tw_cell_t *c_ioerr[TW_TAIL_ERR__COUNT];
+    tw_cell_t *c_future;
 };
 
 static const char *const skip_names[TW_SKIPR__COUNT] = {"too_long", "partial", "blank",
@@ -80,6 +85,10 @@ static void register_metrics(tw_input_t *in, tw_metrics_t *m)
                                "Failures to open, stat or read the input's file (retried at "
                                "every poll: an unreadable file counts up until it is fixed).",
                                "reason", n, tw_tail_error_name((tw_tail_error_t)k));
+    in->c_future = cell1(m, "tokenwatch_future_stamps_total",
+                         "Checks stamped more than 15 minutes ahead of the daemon's clock: "
+                         "counted in auth_token_check, not judged by detection.",
+                         TW_METRIC_COUNTER, n);
     in->c_lag = cell1(m, "tokenwatch_input_lag_bytes",
                       "Bytes written to the input's files but not read yet.",
                       TW_METRIC_GAUGE, n);
@@ -120,6 +129,8 @@ void tw_input_set_detector(tw_input_t *in, tw_detect_t *det) { in->det = det; }
 
 void tw_input_set_ref_time(tw_input_t *in, int64_t ref_ns) { in->ref_ns = ref_ns; }
 
+void tw_input_set_future_limit(tw_input_t *in, int64_t ahead_ns) { in->future_ns = ahead_ns; }
+
 tw_input_stats_t *tw_input_stats(tw_input_t *in) { return &in->stats; }
 
 bool tw_line_is_blank(const char *line, size_t len)
@@ -141,6 +152,15 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
     case TW_PARSE_OK:
         in->stats.checks++;
         in->stats.rejected += in->ev.rejected;
+        if (in->future_ns > 0 && in->ev.time_ns - in->ref_ns > in->future_ns) {
+            in->stats.future++;   /* counted above, never judged */
+            tw_log_limited(&in->future_log, TW_LOG_WARN,
+                           "input %s: a check stamped %.0f s ahead of this host's clock is not "
+                           "judged (%" PRIu64 " so far; check the producer's clock)",
+                           in->name, (double)(in->ev.time_ns - in->ref_ns) / 1e9,
+                           in->stats.future);
+            break;
+        }
         if (in->det)
             tw_detect_event(in->det, in->name, &in->ev);
         break;
@@ -170,6 +190,7 @@ void tw_input_publish(tw_input_t *in, uint64_t lag_bytes)
         tw_cell_set(in->c_rot[k], s->rotations[k]);
     for (int k = 0; k < TW_TAIL_ERR__COUNT; k++)
         tw_cell_set(in->c_ioerr[k], s->io_errors[k]);
+    tw_cell_set(in->c_future, s->future);
     tw_cell_set_gauge(in->c_lag, (int64_t)lag_bytes);
 }
 

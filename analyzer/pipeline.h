@@ -36,6 +36,7 @@ typedef struct tw_input_stats {
     uint64_t skipped[TW_SKIPR__COUNT];
     uint64_t rotations[TW_ROTATE__COUNT];
     uint64_t io_errors[TW_TAIL_ERR__COUNT];   /* not kept across restarts */
+    uint64_t future;         /* checks stamped past the clock limit; not kept */
 } tw_input_stats_t;
 
 typedef struct tw_input tw_input_t;
@@ -51,6 +52,16 @@ void tw_input_set_format(tw_input_t *in, const tw_format_t *fmt);
 
 /* Reference time for year-less timestamps; set once per read round. */
 void tw_input_set_ref_time(tw_input_t *in, int64_t ref_ns);
+
+/* The daemon's guard against producer clocks far ahead (`run` only; replay
+ * reads history and has no "now"): a check stamped more than ahead_ns past
+ * the reference time is counted as usual and in stats.future, but not
+ * handed to detection, so one bad stamp cannot drag a token's windows,
+ * cooldowns and learning period into the future (baselines treat an event
+ * older than the last one seen as happening at that last time). 0 (the
+ * default) turns the guard off. */
+#define TW_FUTURE_LIMIT_NS (15LL * 60 * 1000000000LL)
+void tw_input_set_future_limit(tw_input_t *in, int64_t ahead_ns);
 
 /* True for an empty or spaces/tabs-only line (skipped as "blank"). */
 bool tw_line_is_blank(const char *line, size_t len);
