@@ -21,7 +21,6 @@
 #include "tokens.h"
 #include "tz.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <math.h>
 #include <stddef.h>
@@ -859,27 +858,24 @@ static void finish(ctx_t *c, size_t i, const tw_rule_t *r)
 
 static void loc_json(tw_jw_t *w, const tw_baseline_loc_t *l)
 {
-    char ip[64] = "";
-    if (l->addr.family == 4)
-        inet_ntop(AF_INET, l->addr.bytes, ip, sizeof ip);
-    else if (l->addr.family == 6)
-        inet_ntop(AF_INET6, l->addr.bytes, ip, sizeof ip);
+    char ip[64];
+    tw_geo_addr_format(&l->addr, ip, sizeof ip);
     char cc[3] = {l->country[0], l->country[1], 0};
     char tbuf[40];
     tw_jw_obj_begin(w);
-    tw_jw_key(w, "ip");
+    TW_JW_KEY_LIT(w, "ip");
     tw_jw_cstr(w, ip);
-    tw_jw_key(w, "country");
+    TW_JW_KEY_LIT(w, "country");
     tw_jw_cstr(w, cc);
-    tw_jw_key(w, "city");
+    TW_JW_KEY_LIT(w, "city");
     tw_jw_cstr(w, l->city ? l->city : "");
-    tw_jw_key(w, "lat");
+    TW_JW_KEY_LIT(w, "lat");
     tw_jw_double(w, l->lat, 4);
-    tw_jw_key(w, "lon");
+    TW_JW_KEY_LIT(w, "lon");
     tw_jw_double(w, l->lon, 4);
-    tw_jw_key(w, "radius_km");
+    TW_JW_KEY_LIT(w, "radius_km");
     tw_jw_int(w, l->radius_km);
-    tw_jw_key(w, "time");
+    TW_JW_KEY_LIT(w, "time");
     tw_jw_cstr(w, tw_time_format_rfc3339(l->time_ns, tbuf, sizeof tbuf));
     tw_jw_obj_end(w);
 }
@@ -1024,15 +1020,15 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
             tw_baseline_rate_exclude(b);
             tw_jw_t *w = begin(&c, r);
             c.facts.rate_count = rate_count;
-            tw_jw_key(w, "window_s");
+            TW_JW_KEY_LIT(w, "window_s");
             tw_jw_int(w, d->rate_window_s);
-            tw_jw_key(w, "count");
+            TW_JW_KEY_LIT(w, "count");
             tw_jw_int(w, rate_count);
-            tw_jw_key(w, "baseline_mean");
+            TW_JW_KEY_LIT(w, "baseline_mean");
             tw_jw_double(w, mean, 2);
-            tw_jw_key(w, "baseline_sd");
+            TW_JW_KEY_LIT(w, "baseline_sd");
             tw_jw_double(w, sd, 2);
-            tw_jw_key(w, "threshold");
+            TW_JW_KEY_LIT(w, "threshold");
             tw_jw_double(w, thr, 2);
             finish(&c, i, r);
             break;
@@ -1049,16 +1045,16 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
             if (!cooled(&c, i, r->scope_ip ? &ipe->cool_until_s : NULL))
                 break;
             tw_jw_t *w = begin(&c, r);
-            tw_jw_key(w, "scope");
+            TW_JW_KEY_LIT(w, "scope");
             tw_jw_cstr(w, r->scope_ip ? "ip" : "token");
-            tw_jw_key(w, "window_s");
+            TW_JW_KEY_LIT(w, "window_s");
             tw_jw_int(w, r->scope_ip ? d->ip_window_s : d->fail_window_s);
-            tw_jw_key(w, "rejected");
+            TW_JW_KEY_LIT(w, "rejected");
             tw_jw_int(w, rej);
-            tw_jw_key(w, "checks");
+            TW_JW_KEY_LIT(w, "checks");
             tw_jw_int(w, chk);
             if (r->scope_ip) {
-                tw_jw_key(w, "distinct_tokens");
+                TW_JW_KEY_LIT(w, "distinct_tokens");
                 tw_jw_int(w, i_distinct);
             }
             finish(&c, i, r);
@@ -1103,19 +1099,19 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
             to.addr = g->addr;
             tw_jw_t *w = begin(&c, r);
             memcpy(c.facts.country, g->country, sizeof c.facts.country);
-            tw_jw_key(w, "from");
+            TW_JW_KEY_LIT(w, "from");
             loc_json(w, prev);
-            tw_jw_key(w, "to");
+            TW_JW_KEY_LIT(w, "to");
             loc_json(w, &to);
-            tw_jw_key(w, "km");
+            TW_JW_KEY_LIT(w, "km");
             tw_jw_double(w, km, 1);
-            tw_jw_key(w, "km_after_radii");
+            TW_JW_KEY_LIT(w, "km_after_radii");
             tw_jw_double(w, after, 1);
-            tw_jw_key(w, "hours");
+            TW_JW_KEY_LIT(w, "hours");
             tw_jw_double(w, hours, 3);
-            tw_jw_key(w, "kmh");
+            TW_JW_KEY_LIT(w, "kmh");
             tw_jw_double(w, kmh, 1);
-            tw_jw_key(w, "max_kmh");
+            TW_JW_KEY_LIT(w, "max_kmh");
             tw_jw_double(w, r->max_kmh, 1);
             finish(&c, i, r);
             break;
@@ -1134,14 +1130,14 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
                 memcpy(c.facts.country, g->country, sizeof c.facts.country);
             if (new_asn)
                 c.facts.asn = g->asn;
-            tw_jw_key(w, "country");
+            TW_JW_KEY_LIT(w, "country");
             tw_jw_cstr(w, g->country);
-            tw_jw_key(w, "asn");
+            TW_JW_KEY_LIT(w, "asn");
             if (g->asn)
                 tw_jw_int(w, g->asn);
             else
                 tw_jw_null(w);
-            tw_jw_key(w, "known_countries");
+            TW_JW_KEY_LIT(w, "known_countries");
             tw_jw_arr_begin(w);
             for (int pass = 0; pass < 2; pass++) {
                 const tw_baseline_t *src = pass == 0 ? b : pb;
@@ -1184,13 +1180,13 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
             tw_jw_t *w = begin(&c, r);
             c.facts.hour_of_week = (int)how;
             c.facts.utc_offset_s = off;
-            tw_jw_key(w, "hour_of_week");
+            TW_JW_KEY_LIT(w, "hour_of_week");
             tw_jw_int(w, how);
-            tw_jw_key(w, "profile_share");
+            TW_JW_KEY_LIT(w, "profile_share");
             tw_jw_double(w, share, 4);
-            tw_jw_key(w, "policy");
+            TW_JW_KEY_LIT(w, "policy");
             tw_jw_bool(w, policy_hit);
-            tw_jw_key(w, "time_zone");
+            TW_JW_KEY_LIT(w, "time_zone");
             tw_jw_cstr(w, tzname[0] ? tzname : "UTC");
             finish(&c, i, r);
             break;

@@ -4,7 +4,8 @@
  *
  * Output is deterministic: keys in a fixed order, numbers with a fixed
  * number of decimals ("%.*f", never exponent notation, never "-0"), no
- * whitespace, one object per line ending in '\n'.
+ * whitespace, one object per line ending in '\n'. Numbers are written
+ * without printf (exactly glibc's "%.*f" text below 2^52, printf beyond).
  *
  * String escaping (every value, whatever its source): '"' and '\\' are
  * escaped; \b \f \n \r \t use their short forms; other control bytes
@@ -46,6 +47,13 @@ void tw_jw_arr_begin(tw_jw_t *w);
 void tw_jw_arr_end(tw_jw_t *w);
 /* Writes a member name (inside an object); the next value is its value. */
 void tw_jw_key(tw_jw_t *w, const char *key);
+/* tw_jw_key() for a key that is a string literal of plain ASCII (no '"',
+ * '\\' or control bytes, so nothing to escape): one copy of the quoted key
+ * and its colon, which the macro builds at compile time. */
+#define TW_JW_KEY_LIT(w, lit) tw_jw_key_raw((w), "\"" lit "\":", sizeof("\"" lit "\":") - 1)
+/* Writes quoted[0..n) (a member name in quotes and ':') after the
+ * separator; for TW_JW_KEY_LIT. */
+void tw_jw_key_raw(tw_jw_t *w, const char *quoted, size_t n);
 void tw_jw_str(tw_jw_t *w, const char *s, size_t n);
 void tw_jw_cstr(tw_jw_t *w, const char *s);
 void tw_jw_int(tw_jw_t *w, long long v);

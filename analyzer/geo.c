@@ -159,33 +159,54 @@ const char *tw_geo_status_name(tw_geo_status_t status)
  */
 static bool parse_v4_fast(const char *ip, size_t n, uint8_t out[4])
 {
-    unsigned octets = 0, cur = 0;
-    bool digit = false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned c = (unsigned char)ip[i];
-        if (c - '0' < 10) {
-            if (digit && cur == 0)
-                return false; /* leading zero */
-            cur = cur * 10 + (c - '0');
-            if (cur > 255)
-                return false;
-            if (!digit) {
-                if (++octets > 4)
-                    return false;
-                digit = true;
-            }
-        } else if (c == '.' && digit && octets < 4) {
-            out[octets - 1] = (uint8_t)cur;
-            cur = 0;
-            digit = false;
-        } else {
+    /* Octet by octet: one to three digits, then '.' (or the end after the
+     * fourth); this is what keeps the per-byte cost low. */
+    const unsigned char *p = (const unsigned char *)ip, *e = p + n;
+    for (int k = 0; k < 4; k++) {
+        if (p == e || (unsigned)(*p - '0') > 9)
             return false;
+        unsigned v = (unsigned)(*p++ - '0');
+        if (p < e && (unsigned)(*p - '0') <= 9) {
+            if (v == 0)
+                return false; /* leading zero */
+            v = v * 10 + (unsigned)(*p++ - '0');
+            if (p < e && (unsigned)(*p - '0') <= 9) {
+                v = v * 10 + (unsigned)(*p++ - '0');
+                if (v > 255)
+                    return false;
+            }
+        }
+        out[k] = (uint8_t)v;
+        if (k < 3) {
+            if (p == e || *p != '.')
+                return false;
+            p++;
         }
     }
-    if (octets != 4 || !digit)
-        return false;
-    out[3] = (uint8_t)cur;
-    return true;
+    return p == e;
+}
+
+char *tw_geo_addr_format(const tw_geo_addr_t *a, char *buf, size_t cap)
+{
+    if (!buf || cap == 0)
+        return buf;
+    buf[0] = '\0';
+    if (a->family == 4 && cap >= 16) {
+        char *o = buf;
+        for (int k = 0; k < 4; k++) {
+            unsigned v = a->bytes[k];
+            if (v >= 100)
+                *o++ = (char)('0' + v / 100);
+            if (v >= 10)
+                *o++ = (char)('0' + v / 10 % 10);
+            *o++ = (char)('0' + v % 10);
+            *o++ = k < 3 ? '.' : '\0';
+        }
+    } else if (a->family == 6 && cap <= (size_t)INT32_MAX) {
+        if (!inet_ntop(AF_INET6, a->bytes, buf, (socklen_t)cap))
+            buf[0] = '\0';
+    }
+    return buf;
 }
 
 int tw_geo_addr_parse(const char *ip, size_t n, tw_geo_addr_t *out)

@@ -88,6 +88,13 @@ typedef struct tw_geo_addr {
  */
 int tw_geo_addr_parse(const char *ip, size_t n, tw_geo_addr_t *out);
 
+/*
+ * Writes the address as text into buf (cap bytes; 16 hold any IPv4, 46 any
+ * IPv6): dotted quad by hand, IPv6 via inet_ntop. Writes "" for family 0 or
+ * when cap is too small. Returns buf. Pure.
+ */
+char *tw_geo_addr_format(const tw_geo_addr_t *a, char *buf, size_t cap);
+
 /* True if a and b are the same family and agree in their first `bits` bits
  * (capped at 32 for IPv4, 128 for IPv6): e.g. bits 24 asks "same /24?". */
 bool tw_geo_addr_same_prefix(const tw_geo_addr_t *a, const tw_geo_addr_t *b, unsigned bits);

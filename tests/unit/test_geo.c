@@ -458,6 +458,43 @@ static void test_cache_granularity(void)
 
 /* ---- classification ------------------------------------------------------- */
 
+/* The IPv4 fast path and inet_pton agree (the fast path must accept what
+ * inet_pton accepts and reject the rest), and formatting round-trips. */
+static void test_addr_text(void)
+{
+    static const char *const good[] = {"0.0.0.0", "1.2.3.4", "9.99.199.255", "255.255.255.255",
+                                       "10.0.10.100", "203.0.113.7"};
+    static const char *const bad[] = {"", "1", "1.2.3", "1.2.3.4.", ".1.2.3.4", "1..2.3",
+                                      "1.2.3.4.5", "256.1.1.1", "1.2.3.256", "1.2.3.999",
+                                      "01.2.3.4", "1.2.3.04", "1.2.3.00", "1.2.3.1234",
+                                      "1.2.3.4 ", " 1.2.3.4", "1.2.3.-4", "1.2.3.4x",
+                                      "a.b.c.d", "1.2.3.4/24"};
+    char text[64];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        tw_geo_addr_t a;
+        uint8_t want[4];
+        TW_CHECK_INT(tw_geo_addr_parse(good[i], strlen(good[i]), &a), 0);
+        TW_CHECK_INT(a.family, 4);
+        TW_CHECK_INT(inet_pton(AF_INET, good[i], want), 1);
+        TW_CHECK(memcmp(a.bytes, want, 4) == 0);
+        TW_CHECK_STR(tw_geo_addr_format(&a, text, sizeof text), good[i]);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        tw_geo_addr_t a;
+        TW_CHECK_INT(tw_geo_addr_parse(bad[i], strlen(bad[i]), &a), -1);
+        TW_CHECK_INT(a.family, 0);
+    }
+    /* Not NUL-terminated: only the slice counts. */
+    tw_geo_addr_t a;
+    TW_CHECK_INT(tw_geo_addr_parse("1.2.3.45", 7, &a), 0);
+    TW_CHECK_STR(tw_geo_addr_format(&a, text, sizeof text), "1.2.3.4");
+    TW_CHECK_INT(tw_geo_addr_parse("2001:db8::1", 11, &a), 0);
+    TW_CHECK_STR(tw_geo_addr_format(&a, text, sizeof text), "2001:db8::1");
+    TW_CHECK_STR(tw_geo_addr_format(&a, text, 8), "");   /* too small for it */
+    memset(&a, 0, sizeof a);
+    TW_CHECK_STR(tw_geo_addr_format(&a, text, sizeof text), "");
+}
+
 static void test_special_addresses(void)
 {
     static const char *const private_ips[] = {
@@ -877,6 +914,7 @@ int main(void)
     test_every_csv_row();
     test_cache_is_transparent();
     test_cache_granularity();
+    test_addr_text();
     test_special_addresses();
     test_records();
     test_open_errors();
