@@ -152,9 +152,9 @@ static int load_http(const tw_jv_t *jv, const cJSON *root, const char *dir, tw_c
     if (tw_jv_get_object(jv, root, "", "http", http_keys, &http) != 0)
         return -1;
     const char *listen = TW_DEFAULT_LISTEN;
-    long long maxc = 64, tmo = 10;
+    long long maxc = 2048, tmo = 10;
     if (http && (tw_jv_string(jv, http, "http", "listen", false, TW_DEFAULT_LISTEN, &listen) ||
-                 tw_jv_int(jv, http, "http", "max_connections", 1, 100000, 64, &maxc) ||
+                 tw_jv_int(jv, http, "http", "max_connections", 1, 100000, 2048, &maxc) ||
                  tw_jv_int(jv, http, "http", "timeout_s", 1, 3600, 10, &tmo)))
         return -1;
     tw_err_t perr;

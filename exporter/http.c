@@ -1,9 +1,20 @@
 /*
  * http.c — see http.h.
  *
- * One libmicrohttpd daemon: a listening thread plus one thread per
- * connection (MHD_USE_THREAD_PER_CONNECTION), so a request that waits for
- * the backend's lock holds up its own connection only. Invariants:
+ * One libmicrohttpd daemon with POLL_THREADS poll threads (a thread pool,
+ * epoll each), so an idle connection costs a few KiB and no thread, plus
+ * SLOW_THREADS threads of our own for whatever may block: a credential
+ * check (argon2id) or the API backend (its lock). Such a request, once
+ * complete, is suspended on its poll thread and queued (req_t); a slow
+ * thread does the work and resumes it, and the poll thread sends the
+ * answer. So a slow API call never holds up a scrape or a probe. Two
+ * exceptions run on the poll thread: the credential check of an API
+ * action (before its body is read, a state MHD cannot resume into) and
+ * the answer to another request that announces a body; with bearer
+ * tokens, or basic-auth entries already verified once (api.c caches them),
+ * that check is a keyed hash. Every HTTP thread runs HTTP_NICE_DELTA nicer
+ * than the daemon, so scrapes yield the CPU to the ingest threads.
+ * Invariants:
  *  - A request body is read only for an API action (POST /api/v1/tokens/
  *    {id}/{action}) that has passed authentication, routing, id and
  *    content-type checks, and only up to TW_API_BODY_MAX bytes: a larger
@@ -26,12 +37,15 @@
  *    address and the area, never with the URL or the credentials.
  *  - The fixed answers (probes, 404, 405, page files) are built once at
  *    start and shared by all connections (MHD reference-counts them);
- *    /metrics renders the registry per request into a buffer that MHD frees
- *    after sending; API answers are the backend's buffers, freed the same
- *    way.
+ *    /metrics renders the registry into a response shared the same way by
+ *    the requests that may reuse it (see serve_metrics: the first on a
+ *    connection never does, later ones for METRICS_CACHE_NS); API answers
+ *    are the backend's buffers, freed by MHD after sending.
  *  - State shared with other threads: the ready flag (atomic), the metrics
- *    registry (its own locking), the credentials (a rwlock, swapped by
- *    tw_http_reload_auth) and the backend (its own locking). MHD's error
+ *    registry (its own locking) and its last answer (metrics_lock), the
+ *    slow queue (slow_lock), the
+ *    credentials (a rwlock, swapped by tw_http_reload_auth) and the
+ *    backend (its own locking). MHD's error
  *    log goes through our rate-limited logger, so a flood of refused
  *    connections logs a handful of lines, not one per connection.
  */
@@ -50,16 +64,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define DEFAULT_ADDRESS "127.0.0.1"
-#define DEFAULT_MAX_CONNECTIONS 64
+/* Idle connections cost a few KiB each (no thread), so the default is far
+ * above what 1,000 held-open connections need. */
+#define DEFAULT_MAX_CONNECTIONS 2048
 #define DEFAULT_TIMEOUT_S 10
-/* One IP may hold half the connections, but never fewer than this, so a
- * Prometheus server with a few parallel scrapes is not refused. */
+/* One IP may hold a quarter of the connections, but never fewer than this,
+ * so a Prometheus server with a few parallel scrapes is not refused, and
+ * one address alone cannot fill the table. */
+#define PER_IP_DIVISOR 4
 #define MIN_PER_IP_CONNECTIONS 8
+/* MHD's poll threads (epoll each): they accept, parse, and send every
+ * answer, and serve /metrics, the probes and the page's files themselves. */
+#define POLL_THREADS 2
+/* Threads for what may block: credential checks (argon2id) and the API
+ * backend (its lock). A request for them is suspended on its poll thread
+ * and resumed when one of these has its answer ready. */
+#define SLOW_THREADS 2
+/* Added to the nice value of every HTTP thread, so that a flood of scrapes
+ * cannot take the CPU from the ingest threads (Linux nice is per thread). */
+#define HTTP_NICE_DELTA 10
+/* A /metrics body may be reused for this long by a request that is not
+ * the first on its connection; see serve_metrics. */
+#define METRICS_CACHE_NS ((int64_t)10 * 1000 * 1000)
+/* File descriptors kept for everything but HTTP connections. */
+#define FD_RESERVE 128
 /* Per-connection pool for the request line, headers and response headers;
  * bodies are sent from their own buffers. Far above what a scraper or a
  * browser sends, and an action's body (8 KiB) fits beside the headers. */
@@ -88,9 +122,61 @@ typedef struct upload {
     char data[TW_API_BODY_MAX];
 } upload_t;
 
+/* Per connection (MHD's socket context), from accept to close. */
+typedef struct conn_ctx {
+    unsigned long metrics_requests; /* /metrics requests answered so far */
+} conn_ctx_t;
+
+/* Routes; see route_of. */
+typedef enum {
+    ROUTE_NONE,
+    ROUTE_METRICS,
+    ROUTE_HEALTHY,
+    ROUTE_READY,
+    ROUTE_API,
+    ROUTE_PAGE,
+} route_t;
+
+/* A request that is (or will be) handed to a slow thread: an API action
+ * collecting its body, or any request that needs a credential check or the
+ * backend. Owned by MHD's request context (freed by request_completed);
+ * while queued, the connection is suspended and only the slow thread
+ * touches the fields from `done` on. url and method point into MHD's
+ * connection, valid until the request completes; the slow thread reads the
+ * connection's headers and query only, which nothing changes meanwhile. */
+typedef struct req {
+    struct req *next; /* the slow queue */
+    struct MHD_Connection *conn;
+    const char *url, *method;
+    route_t route;
+    upload_t *up;    /* an action's body (authenticated already), or NULL */
+    bool queued;     /* handed over; the connection is suspended */
+    bool done;       /* the slow thread has filled what follows */
+    bool authorized; /* else: kinds and res say what the 401 offers */
+    unsigned kinds;
+    tw_auth_result_t res;
+    bool has_resp; /* resp holds the backend's answer (ROUTE_API) */
+    tw_api_response_t resp;
+} req_t;
+
 struct tw_http {
     struct MHD_Daemon *daemon;
     tw_metrics_t *metrics; /* borrowed */
+
+    /* The last /metrics answer (one reference ours; connections sending it
+     * hold theirs) and when its rendering began (tw_mono_ns). */
+    pthread_mutex_t metrics_lock;
+    struct MHD_Response *metrics_resp;
+    int64_t metrics_at;
+
+    /* Slow threads and their queue (FIFO). */
+    pthread_mutex_t slow_lock;
+    pthread_cond_t slow_cond;
+    req_t *slow_head, *slow_tail;
+    bool slow_stop; /* no more queueing: requests are then handled inline */
+    pthread_t slow[SLOW_THREADS];
+    size_t nslow;
+
     atomic_bool ready;
     uint16_t port;
 
@@ -208,15 +294,59 @@ static enum MHD_Result queue_json(struct MHD_Connection *conn, unsigned status, 
     return queue_once(conn, status, r);
 }
 
+/* The first /metrics request on a connection is always rendered afresh,
+ * so a client that sees an event (in the events file, the API) and then
+ * scrapes sees the counters behind it. Later requests on a kept-alive
+ * connection share the last rendering when it began less than
+ * METRICS_CACHE_NS ago: a flood of scrapes (wrk, a misconfigured scraper)
+ * then costs at most 100 renderings a second, and the poll threads answer
+ * more of it (wrk against the idle daemon: 77,000 requests/s, 48,000
+ * rendering each). (What protects ingestion
+ * from such a flood is the threads' priority; sharing for 10 ms, 250 ms or
+ * not at all made no measurable difference to it: bench/stress/README.md.)
+ * A body is only ever replaced by a later one, so counters stay monotonic. */
 static enum MHD_Result serve_metrics(tw_http_t *h, struct MHD_Connection *conn)
 {
-    size_t len;
-    char *body = tw_metrics_render(h->metrics, &len);
-    struct MHD_Response *r = malloced_response(body, len);
-    if (!r)
-        return MHD_NO;
-    add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
-    return queue_once(conn, MHD_HTTP_OK, r);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_ctx_t *cc = ci ? ci->socket_context : NULL;
+    bool may_share = cc && cc->metrics_requests > 0;
+    if (cc)
+        cc->metrics_requests++;
+
+    enum MHD_Result ret = MHD_NO;
+    pthread_mutex_lock(&h->metrics_lock);
+    int64_t now = tw_mono_ns();
+    if (!may_share || !h->metrics_resp || now - h->metrics_at >= METRICS_CACHE_NS) {
+        size_t len;
+        char *body = tw_metrics_render(h->metrics, &len);
+        struct MHD_Response *r = malloced_response(body, len);
+        if (!r)
+            goto out;
+        add_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, METRICS_CONTENT_TYPE);
+        if (h->metrics_resp)
+            MHD_destroy_response(h->metrics_resp);
+        h->metrics_resp = r;
+        h->metrics_at = now;
+    }
+    /* Under the lock: another thread may replace (and unreference) it. */
+    ret = MHD_queue_response(conn, MHD_HTTP_OK, h->metrics_resp);
+out:
+    pthread_mutex_unlock(&h->metrics_lock);
+    return ret;
+}
+
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)conn;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = tw_xcalloc(1, sizeof(conn_ctx_t));
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        free(*socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static bool announces_body(struct MHD_Connection *conn)
@@ -236,15 +366,6 @@ static bool is_get(const char *method)
 }
 
 /* ---- routing ---- */
-
-typedef enum {
-    ROUTE_NONE,
-    ROUTE_METRICS,
-    ROUTE_HEALTHY,
-    ROUTE_READY,
-    ROUTE_API,
-    ROUTE_PAGE,
-} route_t;
 
 static route_t route_of(const tw_http_t *h, const char *url)
 {
@@ -394,16 +515,6 @@ static void api_request(struct MHD_Connection *conn, const char *url, const char
     }
 }
 
-static enum MHD_Result serve_api(tw_http_t *h, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const upload_t *up)
-{
-    tw_api_request_t req;
-    api_request(conn, url, method, up, &req);
-    tw_api_response_t resp;
-    tw_api_handle(h->api, &req, &resp);
-    return queue_json(conn, (unsigned)resp.status, resp.body, resp.allow);
-}
-
 static enum MHD_Result serve_page(tw_http_t *h, struct MHD_Connection *conn, const char *url,
                                   const char *method)
 {
@@ -417,21 +528,124 @@ static enum MHD_Result serve_page(tw_http_t *h, struct MHD_Connection *conn, con
     return MHD_queue_response(conn, MHD_HTTP_NOT_FOUND, h->not_found);
 }
 
+/* ---- the slow threads ---- */
+
+/* True when answering route may block: the backend, or a credential
+ * check (an argon2id verification takes tens of milliseconds). */
+static bool may_block(tw_http_t *h, route_t route)
+{
+    if (route == ROUTE_API)
+        return true;
+    pthread_rwlock_rdlock(&h->auth_lock);
+    unsigned kinds = needed_kinds(h, route);
+    pthread_rwlock_unlock(&h->auth_lock);
+    return kinds != 0;
+}
+
+static req_t *new_req(struct MHD_Connection *conn, const char *url, const char *method,
+                      route_t route)
+{
+    req_t *r = tw_xcalloc(1, sizeof *r);
+    r->conn = conn;
+    r->url = url;
+    r->method = method;
+    r->route = route;
+    return r;
+}
+
+/* What may block, on whichever thread runs it: the credential check
+ * (already done for an action's body) and the backend. */
+static void slow_work(tw_http_t *h, req_t *r)
+{
+    r->authorized = r->up ? true : authorized(h, r->conn, r->route, &r->kinds, &r->res);
+    if (r->authorized && r->route == ROUTE_API) {
+        tw_api_request_t q;
+        api_request(r->conn, r->url, r->method, r->up, &q);
+        tw_api_handle(h->api, &q, &r->resp);
+        r->has_resp = true;
+    }
+    r->done = true;
+}
+
+/* Suspends r's connection and queues r for a slow thread (called from
+ * MHD's access handler). False when the server is stopping: the caller
+ * then does the work itself. */
+static bool hand_over(tw_http_t *h, req_t *r)
+{
+    pthread_mutex_lock(&h->slow_lock);
+    if (h->slow_stop) {
+        pthread_mutex_unlock(&h->slow_lock);
+        return false;
+    }
+    MHD_suspend_connection(r->conn);
+    r->queued = true;
+    r->next = NULL;
+    if (h->slow_tail)
+        h->slow_tail->next = r;
+    else
+        h->slow_head = r;
+    h->slow_tail = r;
+    pthread_cond_signal(&h->slow_cond);
+    pthread_mutex_unlock(&h->slow_lock);
+    return true;
+}
+
+/* A slow thread: until stopped and the queue is empty, does a request's
+ * work and resumes its connection; MHD then calls the access handler
+ * again, which sends the answer. r is not touched after the resume: the
+ * request may complete (and r be freed) at once. */
+static void *slow_main(void *arg)
+{
+    tw_http_t *h = arg;
+    pthread_mutex_lock(&h->slow_lock);
+    for (;;) {
+        while (!h->slow_head && !h->slow_stop)
+            pthread_cond_wait(&h->slow_cond, &h->slow_lock);
+        req_t *r = h->slow_head;
+        if (!r)
+            break;
+        h->slow_head = r->next;
+        if (!h->slow_head)
+            h->slow_tail = NULL;
+        pthread_mutex_unlock(&h->slow_lock);
+        struct MHD_Connection *conn = r->conn;
+        slow_work(h, r);
+        MHD_resume_connection(conn);
+        pthread_mutex_lock(&h->slow_lock);
+    }
+    pthread_mutex_unlock(&h->slow_lock);
+    return NULL;
+}
+
 /* The whole answer to a request whose body, if any, has been dealt with
- * (up: an action's body, already authenticated). */
+ * (*req_cls: h, or a req_t with an action's body, already authenticated).
+ * What may block is handed to a slow thread when can_suspend (the request
+ * is complete), else done here. */
 static enum MHD_Result respond(tw_http_t *h, struct MHD_Connection *conn, const char *url,
-                               const char *method, const upload_t *up)
+                               const char *method, void **req_cls, bool can_suspend)
 {
     route_t route = route_of(h, url);
     if (route == ROUTE_NONE)
         return MHD_queue_response(conn, MHD_HTTP_NOT_FOUND, h->not_found);
-    unsigned kinds;
-    tw_auth_result_t res;
-    if (!up && !authorized(h, conn, route, &kinds, &res))
-        return send_unauthorized(conn, route, kinds, res);
+    req_t *r = *req_cls != h ? *req_cls : NULL;
+    if (!r && may_block(h, route)) {
+        r = new_req(conn, url, method, route);
+        *req_cls = r; /* freed by request_completed */
+    }
+    if (r && !r->done) {
+        if (can_suspend && hand_over(h, r))
+            return MHD_YES;
+        slow_work(h, r);
+    }
+    if (r) {
+        if (!r->authorized)
+            return send_unauthorized(conn, route, r->kinds, r->res);
+        if (r->has_resp) {
+            r->has_resp = false; /* the body now belongs to MHD */
+            return queue_json(conn, (unsigned)r->resp.status, r->resp.body, r->resp.allow);
+        }
+    }
     switch (route) {
-    case ROUTE_API:
-        return serve_api(h, conn, url, method, up);
     case ROUTE_PAGE:
         return serve_page(h, conn, url, method);
     default:
@@ -502,20 +716,28 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
             enum MHD_Result ret = MHD_NO;
             if (!gate_upload(h, conn, url, method, &ret))
                 return ret;
-            upload_t *up = tw_xmalloc(sizeof *up);
-            up->len = 0;
-            *req_cls = up; /* freed by request_completed */
+            req_t *r = new_req(conn, url, method, ROUTE_API);
+            r->up = tw_xmalloc(sizeof *r->up);
+            r->up->len = 0;
+            *req_cls = r; /* freed by request_completed */
             return MHD_YES;
         }
-        if (announces_body(conn))
-            return respond(h, conn, url, method, NULL);
+        /* Answered now, before the body: MHD cannot resume a connection
+         * into this state, so what may block runs on this thread. */
+        if (announces_body(conn)) {
+            *req_cls = h;
+            return respond(h, conn, url, method, req_cls, false);
+        }
         *req_cls = h; /* marks the first call as done */
         return MHD_YES;
     }
     if (*req_cls == h)
-        return respond(h, conn, url, method, NULL);
+        return respond(h, conn, url, method, req_cls, true);
 
-    upload_t *up = *req_cls;
+    req_t *r = *req_cls;
+    if (r->queued) /* resumed: the slow thread's answer is ready */
+        return respond(h, conn, url, method, req_cls, true);
+    upload_t *up = r->up;
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         if (n > sizeof up->data - up->len) {
@@ -531,7 +753,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
         *upload_data_size = 0;
         return MHD_YES;
     }
-    return respond(h, conn, url, method, up);
+    return respond(h, conn, url, method, req_cls, true);
 }
 
 static void request_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -540,8 +762,13 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **req
     (void)conn;
     (void)toe;
     tw_http_t *h = cls;
-    if (*req_cls && *req_cls != h)
-        free(*req_cls);
+    if (*req_cls && *req_cls != h) {
+        req_t *r = *req_cls;
+        if (r->has_resp)
+            free(r->resp.body);
+        free(r->up);
+        free(r);
+    }
     *req_cls = NULL;
 }
 
@@ -631,6 +858,11 @@ int tw_http_check_pem(const char *path, bool key, tw_err_t *err)
 
 static void free_server(tw_http_t *h)
 {
+    if (h->metrics_resp)
+        MHD_destroy_response(h->metrics_resp);
+    pthread_mutex_destroy(&h->metrics_lock);
+    pthread_mutex_destroy(&h->slow_lock);
+    pthread_cond_destroy(&h->slow_cond);
     MHD_destroy_response(h->healthy);
     MHD_destroy_response(h->ready_yes);
     MHD_destroy_response(h->ready_no);
@@ -699,6 +931,108 @@ static int setup_security(tw_http_t *h, const tw_http_opts_t *opts, tw_err_t *er
     return 0;
 }
 
+/* Lowers the calling thread's priority by HTTP_NICE_DELTA (Linux nice is
+ * per thread, and threads inherit it from the thread that creates them).
+ * Needs no privilege; a failure only costs the ingest threads some CPU. */
+static void lower_priority(void)
+{
+    id_t tid = (id_t)gettid();
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, tid);
+    if (cur == -1 && errno != 0)
+        return;
+    int want = cur + HTTP_NICE_DELTA > 19 ? 19 : cur + HTTP_NICE_DELTA;
+    if (setpriority(PRIO_PROCESS, tid, want) != 0)
+        tw_debug("http: cannot lower the HTTP threads' priority: %s", strerror(errno));
+}
+
+/* Every connection holds a descriptor: the soft RLIMIT_NOFILE is raised
+ * towards the hard one when max_conn would not fit under it. */
+static void raise_nofile(unsigned max_conn)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t need = (rlim_t)max_conn + FD_RESERVE;
+    if (rl.rlim_cur >= need)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+    if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        tw_info("http: open files limit raised from %llu to %llu for %u connections",
+                (unsigned long long)old, (unsigned long long)rl.rlim_cur, max_conn);
+    else
+        rl.rlim_cur = old;
+    if (rl.rlim_cur < need)
+        tw_warn("http: open files limit %llu (hard %llu) is below http.max_connections %u + "
+                "%d: connections past it are refused",
+                (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, max_conn,
+                FD_RESERVE);
+}
+
+/* MHD_start_daemon runs on a thread of its own whose priority is lowered
+ * first, so MHD's threads and the slow threads, all created here, inherit
+ * it and the caller's thread keeps its own. */
+typedef struct starter {
+    tw_http_t *h;
+    unsigned flags;
+    uint16_t port;
+    struct sockaddr_storage *ss;
+    unsigned max_conn, per_ip, timeout_s;
+} starter_t;
+
+static void *start_main(void *arg)
+{
+    starter_t *st = arg;
+    tw_http_t *h = st->h;
+    lower_priority();
+    /* The logger goes first so that MHD's start-up messages reach it. The
+     * port argument is ignored when MHD_OPTION_SOCK_ADDR is given. MHD sets
+     * SO_REUSEADDR on the listening socket by default (and no SO_REUSEPORT),
+     * so a restart can rebind at once while a second live server cannot.
+     * The TLS options come last: MHD_OPTION_END in their place ends the
+     * list for plain HTTP. */
+    /* One option and its arguments per line. */
+    /* clang-format off */
+    h->daemon = MHD_start_daemon(
+        st->flags, st->port, NULL, NULL, handle_request, h,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)st->ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)POLL_THREADS,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)st->max_conn,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)st->per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)st->timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_LIMIT,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, h,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h,
+        h->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, h->tls_cert,
+        MHD_OPTION_HTTPS_MEM_KEY, h->tls_key,
+        MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
+        MHD_OPTION_END);
+    /* clang-format on */
+    if (!h->daemon)
+        return NULL;
+    for (size_t i = 0; i < SLOW_THREADS; i++) {
+        if (pthread_create(&h->slow[i], NULL, slow_main, h) != 0)
+            tw_die("http: cannot create a thread");
+        h->nslow++;
+    }
+    return NULL;
+}
+
+/* Stops the slow threads once they have emptied the queue (every
+ * suspended connection is resumed: MHD must not stop with one). */
+static void stop_slow(tw_http_t *h)
+{
+    pthread_mutex_lock(&h->slow_lock);
+    h->slow_stop = true;
+    pthread_cond_broadcast(&h->slow_cond);
+    pthread_mutex_unlock(&h->slow_lock);
+    for (size_t i = 0; i < h->nslow; i++)
+        pthread_join(h->slow[i], NULL);
+    h->nslow = 0;
+}
+
 bool tw_http_tls_supported(void)
 {
     return MHD_is_feature_supported(MHD_FEATURE_TLS) == MHD_YES;
@@ -712,7 +1046,7 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
     const char *address = opts->address && opts->address[0] ? opts->address : DEFAULT_ADDRESS;
     unsigned max_conn = opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONNECTIONS;
     unsigned timeout_s = opts->timeout_s ? opts->timeout_s : DEFAULT_TIMEOUT_S;
-    unsigned per_ip = max_conn / 2;
+    unsigned per_ip = max_conn / PER_IP_DIVISOR;
     if (per_ip < MIN_PER_IP_CONNECTIONS)
         per_ip = MIN_PER_IP_CONNECTIONS;
 
@@ -726,7 +1060,10 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
     h->metrics = metrics;
     h->api = opts->api;
     atomic_init(&h->ready, false);
-    if (pthread_mutex_init(&h->log_lock, NULL) != 0)
+    if (pthread_mutex_init(&h->log_lock, NULL) != 0 ||
+        pthread_mutex_init(&h->metrics_lock, NULL) != 0 ||
+        pthread_mutex_init(&h->slow_lock, NULL) != 0 ||
+        pthread_cond_init(&h->slow_cond, NULL) != 0)
         tw_die("http: pthread_mutex_init failed");
     h->healthy = fixed_response("tokenwatch is Healthy.\n");
     h->ready_yes = fixed_response("tokenwatch is Ready.\n");
@@ -740,38 +1077,22 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
         return NULL;
     }
 
-    /* A thread per connection: MHD then polls with poll() (epoll is for
-     * its single-thread modes). */
-    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                         MHD_USE_ERROR_LOG | MHD_USE_AUTO;
+    /* A few poll threads (epoll each) for every connection; what may
+     * block is suspended and handed to the slow threads. */
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_AUTO |
+                         MHD_ALLOW_SUSPEND_RESUME;
     if (ipv6)
         flags |= MHD_USE_IPv6;
     if (h->tls_cert)
         flags |= MHD_USE_TLS;
+    raise_nofile(max_conn);
 
-    h->starting = true; /* no other thread can see h yet */
-    /* The logger goes first so that MHD's start-up messages reach it. The
-     * port argument is ignored when MHD_OPTION_SOCK_ADDR is given. MHD sets
-     * SO_REUSEADDR on the listening socket by default (and no SO_REUSEPORT),
-     * so a restart can rebind at once while a second live server cannot.
-     * The TLS options come last: MHD_OPTION_END in their place ends the
-     * list for plain HTTP. */
-    /* One option and its arguments per line. */
-    /* clang-format off */
-    h->daemon = MHD_start_daemon(
-        flags, opts->port, NULL, NULL, handle_request, h,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conn,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_ip,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY_LIMIT,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, h,
-        h->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, h->tls_cert,
-        MHD_OPTION_HTTPS_MEM_KEY, h->tls_key,
-        MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
-        MHD_OPTION_END);
-    /* clang-format on */
+    h->starting = true; /* no MHD thread can see h yet */
+    starter_t st = {h, flags, opts->port, &ss, max_conn, per_ip, timeout_s};
+    pthread_t starter;
+    if (pthread_create(&starter, NULL, start_main, &st) != 0)
+        tw_die("http: cannot create a thread");
+    pthread_join(starter, NULL);
 
     pthread_mutex_lock(&h->log_lock);
     h->starting = false;
@@ -797,6 +1118,7 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
         MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     if (!info || info->port == 0) {
         tw_err_set(err, "%s: cannot determine the bound port", shown);
+        stop_slow(h);
         MHD_stop_daemon(h->daemon);
         free_server(h);
         return NULL;
@@ -842,8 +1164,11 @@ void tw_http_stop(tw_http_t *h)
 {
     if (!h)
         return;
-    /* Joins every thread and closes every connection; after this no
+    /* The slow threads first: they resume what they hold, and requests
+     * that need them from now on are handled on the poll threads. Then MHD
+     * joins its threads and closes every connection; after this no
      * callback can run, so the responses and h can go. */
+    stop_slow(h);
     MHD_stop_daemon(h->daemon);
     free_server(h);
 }

@@ -3,9 +3,14 @@
  * and with an API backend the analyst API (/api/v1/..., api.h) and the
  * analyst page (/ and /static/<name>, assets.h).
  *
- * Every connection is served by a thread of its own (MHD's thread-per-
- * connection mode), so a slow API call never delays a /metrics scrape or a
- * probe. Limits are always on: a connection cap, a per-IP cap, a
+ * A few poll threads serve every connection (an idle one costs no
+ * thread); credential checks and API calls, which may block, run on
+ * separate threads, so a slow API call never delays a /metrics scrape or
+ * a probe. /metrics is rendered afresh for the first request on a
+ * connection; later ones on it may share a rendering up to 10 ms old. All
+ * HTTP threads run at a lower priority (nice +10) than the daemon's
+ * others. Limits are always on: a connection cap, a per-IP cap (a quarter
+ * of the connections), a
  * per-connection idle timeout, a 16 KiB budget for request headers, and
  * request bodies only where one is expected (an API action, at most
  * TW_API_BODY_MAX bytes: 413 beyond, without reading the rest). /-/ready
@@ -30,7 +35,7 @@
 typedef struct tw_http_opts {
     const char *address;      /* IPv4 or IPv6 literal, default "127.0.0.1" */
     uint16_t port;            /* 0 = pick a free port (see tw_http_port) */
-    unsigned max_connections; /* default 64 */
+    unsigned max_connections; /* default 2048; the soft RLIMIT_NOFILE is raised to fit */
     unsigned timeout_s;       /* idle timeout per connection, default 10 */
 
     /* The analyst API; NULL: no API, and /api/... and / answer 404.
@@ -64,7 +69,9 @@ int tw_http_check_pem(const char *path, bool key, tw_err_t *err);
 /* Starts serving; metrics is borrowed and must outlive the server.
  * Returns NULL and fills err, e.g. "127.0.0.1:9477: cannot listen (Failed
  * to bind to port 9477: Address already in use)", or a credential or TLS
- * file's problem ("FILE: ..."). Call from the thread that will stop it. */
+ * file's problem ("FILE: ..."). Call from the thread that will stop it.
+ * Side effect on the process: the soft RLIMIT_NOFILE is raised (up to the
+ * hard limit, logged) when max_connections would not fit under it. */
 tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_err_t *err);
 /* The bound port (useful with port 0). */
 uint16_t tw_http_port(const tw_http_t *h);
@@ -76,7 +83,8 @@ void tw_http_set_ready(tw_http_t *h, bool ready);
  * metrics_auth keeps its start-up value. */
 int tw_http_reload_auth(tw_http_t *h, const char *bearer_token_file,
                         const char *basic_auth_file, tw_err_t *err);
-/* Stops the server and frees it (NULL-safe). */
+/* Stops the server and frees it (NULL-safe): requests waiting for the API
+ * or a credential check are finished first. */
 void tw_http_stop(tw_http_t *h);
 
 #endif

@@ -1606,7 +1606,7 @@ static void test_config(const creds_t *c)
             TW_CHECK_STR(o.tls_key_file, key);
             TW_CHECK_STR(o.address, "127.0.0.1");
             TW_CHECK_INT(o.port, 0);
-            TW_CHECK_INT(o.max_connections, 64);
+            TW_CHECK_INT(o.max_connections, 2048);
             tw_config_free(conf);
         } else {
             fprintf(stderr, "  %s\n", err.msg);

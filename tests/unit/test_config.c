@@ -133,7 +133,7 @@ static void test_valid(void)
         TW_CHECK_STR(c->state_dir, want_state);
         TW_CHECK_STR(c->http_address, "::1");
         TW_CHECK_INT(c->http_port, 0);
-        TW_CHECK_INT(c->http_max_connections, 64);
+        TW_CHECK_INT(c->http_max_connections, 2048);
         TW_CHECK_INT(c->state_interval_ms, 5000);
         TW_CHECK_INT(c->follow.max_line, 64 * 1024);
         TW_CHECK_INT(c->ninputs, 2);

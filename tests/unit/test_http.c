@@ -3,7 +3,8 @@
  * blocking HTTP/1.0 client: routes, status codes and headers, bodies that must
  * not be read, bind errors, IPv6 (skipped when the kernel has none), the
  * connection limit and idle timeout, a stalled client beside served ones
- * (a thread per connection), concurrent scrapes, and a clean stop. The API,
+ * (poll threads: a quiet connection holds nothing else up), concurrent
+ * scrapes, and a clean stop. The API,
  * the page, credentials and TLS are tested in test_api.c; here the server
  * runs without an API, so /api/... and / are unknown paths.
  *
@@ -425,10 +426,10 @@ static bool closed_by_server(int fd, int deadline_ms)
     return n == 0 || (n < 0 && errno == ECONNRESET);
 }
 
-/* A request answered 200 within deadline_ms, retried every 20 ms: every
- * connection has a thread of its own, so a slot comes back once that thread
- * has seen its connection close, a moment after the client sees it; until
- * then a new connection is refused (closed at once), never queued. */
+/* A request answered 200 within deadline_ms, retried every 20 ms: a slot
+ * comes back once the server's poll thread has seen its connection close, a
+ * moment after the client sees it; until then a new connection is refused
+ * (closed at once), never queued. */
 static bool served_within(uint16_t port, int deadline_ms)
 {
     int64_t deadline = tw_mono_ns() + (int64_t)deadline_ms * 1000000;
