@@ -77,7 +77,7 @@ static const char *const top_keys[] = {"state_dir", "formats_dir", "log_level",
                                        "state_interval_ms", "http", "follow", "inputs",
                                        "geoip", "rules_file", "events_file", "max_tokens",
                                        "syslog", "freeze", "unfreeze", "max_cases",
-                                       "baselines_interval_s", NULL};
+                                       "baselines_interval_s", "threads", NULL};
 static const char *const freeze_keys[] = {
     "command",  "pass_token",     "dry_run",        "timeout_s", "concurrency",
     "queue_size", "max_attempts", "backoff_ms",     "backoff_max_ms",
@@ -477,12 +477,13 @@ static int load_tree(const tw_jv_t *jv, const cJSON *root, const char *dir, tw_c
     if (tw_jv_object(jv, root, "", top_keys) != 0)
         return -1;
     const char *state_dir, *formats_dir, *level;
-    long long interval;
+    long long interval, threads;
     if (tw_jv_string(jv, root, "", "state_dir", true, NULL, &state_dir) ||
         tw_jv_string(jv, root, "", "formats_dir", false, TW_DEFAULT_FORMATS_DIR,
                      &formats_dir) ||
         tw_jv_string(jv, root, "", "log_level", false, "info", &level) ||
-        tw_jv_int(jv, root, "", "state_interval_ms", 50, 3600000, 5000, &interval))
+        tw_jv_int(jv, root, "", "state_interval_ms", 50, 3600000, 5000, &interval) ||
+        tw_jv_int(jv, root, "", "threads", 1, 2, TW_THREADS_DEFAULT, &threads))
         return -1;
     c->log_level = tw_log_level_parse(level);
     if (c->log_level < 0)
@@ -492,6 +493,7 @@ static int load_tree(const tw_jv_t *jv, const cJSON *root, const char *dir, tw_c
     c->state_dir = tw_path_join(dir, state_dir);
     c->formats_dir = tw_path_join(dir, formats_dir);
     c->state_interval_ms = (int)interval;
+    c->threads = (int)threads;
     if (load_http(jv, root, dir, c) != 0 || load_follow(jv, root, c) != 0)
         return -1;
     struct stat st;

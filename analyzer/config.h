@@ -22,6 +22,12 @@
 #define TW_DEFAULT_CONFIG "/etc/tokenwatch/tokenwatch.json"
 #define TW_DEFAULT_FORMATS_DIR "/usr/share/tokenwatch/formats"
 #define TW_DEFAULT_LISTEN "127.0.0.1:9477"
+/* "threads": 1 (one thread reads, parses and detects) or 2 (a reader thread
+ * and an analysis thread, handoff.h). A build may change the default
+ * (-DTW_THREADS_DEFAULT=1) to run the whole test suite on the other path. */
+#ifndef TW_THREADS_DEFAULT
+#define TW_THREADS_DEFAULT 2
+#endif
 
 typedef struct tw_input_conf {
     char *name;
@@ -49,6 +55,7 @@ typedef struct tw_config {
     char *formats_dir;
     int log_level;               /* tw_log_level_t */
     int state_interval_ms;
+    int threads;                 /* 1 or 2, see TW_THREADS_DEFAULT */
 
     char *http_address;          /* IP literal */
     uint16_t http_port;

@@ -10,6 +10,31 @@
  * Snapshots are taken between read rounds, when every input's counters
  * correspond exactly to the committed file offsets.
  *
+ * Two threads ("threads": 2, the default, with detection on): this thread
+ * becomes the reader R — it follows the inputs, reads, splits, parses and
+ * counts, hands every parsed check to the analysis thread A in batches
+ * (handoff.h), publishes the input counters, takes the state snapshots and
+ * handles SIGHUP and SIGTERM. A owns everything that hangs off detection:
+ * the detector, the events file, syslog, the respond module (hook reports,
+ * freeze TTLs, the flagged store), the detection metrics and the baselines
+ * timer; it holds the analysis lock per batch (never per event) and while
+ * it does that housekeeping, and yields it to a waiting API call between
+ * batches. R never touches A's structures without first draining the queue
+ * and then taking the lock ("quiesce"): so it does a reload (rules, GeoIP,
+ * syslog, events file reopen, inputs whose names the queued events carry).
+ * The inputs and the tail follower are R's alone; the API reads the input
+ * counters from a copy R refreshes after each round (snap_lock).
+ *
+ * Snapshot vs. detection: R drains the queue before each state snapshot, so
+ * a saved offset never covers a line whose check A has not judged (and
+ * whose anomaly events A has not flushed to the events file). A kill -9
+ * therefore loses no detection of lines before the saved offsets; lines
+ * after them are read again. The wait costs at most the few queued batches
+ * once per state_interval_ms. SIGTERM closes the queue, joins A (which
+ * judges what is queued and flushes), then saves the offsets and baselines.
+ * With one thread ("threads": 1, or detection off) none of this exists: the
+ * loop below does everything as before.
+ *
  * Detection: one detector (detect.h) judges every input's checks; its
  * anomaly events are appended to events_file and flushed once per read
  * round. Baselines are saved to state_dir/baselines.bin (persist.h) every
@@ -26,6 +51,7 @@
 #include "detect.h"
 #include "events.h"
 #include "geo.h"
+#include "handoff.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -39,6 +65,7 @@
 #include "tokenid.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -63,6 +90,19 @@ static void on_hup_signal(int sig)
     g_reload = 1;
 }
 
+/* Blocks the signals the loop acts on in this thread (the old mask in *old):
+ * threads created meanwhile inherit the mask, so SIGTERM, SIGINT and SIGHUP
+ * are delivered to the main thread and interrupt its wait. */
+static void block_signals(sigset_t *old)
+{
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, old);
+}
+
 static void install_signals(void)
 {
     struct sigaction sa;
@@ -82,6 +122,12 @@ typedef struct daemon_input {
     tw_input_t *input;
     char *path;
 } daemon_input_t;
+
+/* An input's counters as the API's stats call shows them. */
+typedef struct input_snap {
+    char *name;
+    uint64_t checks, rejected, lines, parse_errors;
+} input_snap_t;
 
 typedef struct tw_daemon {
     tw_config_t *cfg;
@@ -118,12 +164,23 @@ typedef struct tw_daemon {
     pthread_mutex_t lock;
     atomic_int api_waiting;
     tw_api_backend_t api;
+    /* "threads": 2 — the queue to the analysis thread; NULL with one thread. */
+    tw_handoff_t *ho;
+    pthread_t analysis;
+    /* Input counters for api_stats, refreshed by the loop after each round
+     * (with two threads the reader does not hold the analysis lock). */
+    pthread_mutex_t snap_lock;
+    input_snap_t *snap;
+    size_t nsnap;
 } tw_daemon_t;
 
 static int add_input(tw_daemon_t *d, const tw_input_conf_t *ic, const tw_state_input_t *saved)
 {
     tw_input_t *in = tw_input_new(ic->name, ic->format, d->metrics);
-    tw_input_set_detector(in, d->det);
+    if (d->ho)
+        tw_input_set_handoff(in, d->ho);
+    else
+        tw_input_set_detector(in, d->det);
     tw_input_set_future_limit(in, TW_FUTURE_LIMIT_NS);
     const tw_tail_pos_t *pos = NULL;
     size_t npos = 0;
@@ -420,14 +477,46 @@ static int start_detection(tw_daemon_t *d, tw_err_t *err)
     return 0;
 }
 
-static void publish_all(tw_daemon_t *d)
+/* The input counters into their metric cells and the API's copy (the
+ * thread that reads the inputs, after each round). */
+static void publish_inputs(tw_daemon_t *d)
 {
-    if (d->det)
-        tw_detect_publish(d->det);
     for (size_t i = 0; i < d->ninputs; i++) {
         tw_input_t *in = d->inputs[i].input;
         tw_input_publish(in, tw_tail_lag_bytes(d->tail, tw_input_name(in)));
     }
+    pthread_mutex_lock(&d->snap_lock);
+    if (d->nsnap != d->ninputs) {
+        for (size_t i = d->ninputs; i < d->nsnap; i++)
+            free(d->snap[i].name);
+        d->snap = tw_xrealloc(d->snap, (d->ninputs ? d->ninputs : 1) * sizeof *d->snap);
+        for (size_t i = d->nsnap; i < d->ninputs; i++)
+            d->snap[i].name = NULL;
+        d->nsnap = d->ninputs;
+    }
+    for (size_t i = 0; i < d->ninputs; i++) {
+        tw_input_t *in = d->inputs[i].input;
+        input_snap_t *sn = &d->snap[i];
+        if (!sn->name || strcmp(sn->name, tw_input_name(in)) != 0) {
+            free(sn->name);
+            sn->name = tw_xstrdup(tw_input_name(in));
+        }
+        const tw_input_stats_t *st = tw_input_stats(in);
+        sn->checks = st->checks;
+        sn->rejected = st->rejected;
+        sn->lines = st->lines;
+        sn->parse_errors = 0;
+        for (int k = 0; k < TW_PERR__COUNT; k++)
+            sn->parse_errors += st->parse_errors[k];
+    }
+    pthread_mutex_unlock(&d->snap_lock);
+}
+
+static void publish_all(tw_daemon_t *d)
+{
+    if (d->det)
+        tw_detect_publish(d->det);
+    publish_inputs(d);
 }
 
 static void set_ref_time(tw_daemon_t *d, int64_t now)
@@ -472,6 +561,8 @@ static void warn_restart_only(const tw_config_t *o, const tw_config_t *n)
     if ((o->rules == NULL) != (n->rules == NULL))
         tw_warn("reload: detection %s; that takes effect after a restart",
                 n->rules ? "enabled" : "disabled");
+    if (o->threads != n->threads)
+        tw_warn("reload: threads changed; it takes effect after a restart");
     if (o->follow.max_line != n->follow.max_line || o->follow.block != n->follow.block ||
         o->follow.rotate_wait_ms != n->follow.rotate_wait_ms ||
         o->follow.use_inotify != n->follow.use_inotify)
@@ -729,25 +820,23 @@ static char *api_stats(void *ctx, int *status)
     tw_jw_int(&w, d->resp ? (long long)tw_respond_queue_depth(d->resp) : 0);
     tw_jw_key(&w, "inputs");
     tw_jw_arr_begin(&w);
-    for (size_t i = 0; i < d->ninputs; i++) {
-        tw_input_t *in = d->inputs[i].input;
-        const tw_input_stats_t *st = tw_input_stats(in);
-        uint64_t perr = 0;
-        for (int k = 0; k < TW_PERR__COUNT; k++)
-            perr += st->parse_errors[k];
+    pthread_mutex_lock(&d->snap_lock);
+    for (size_t i = 0; i < d->nsnap; i++) {
+        const input_snap_t *sn = &d->snap[i];
         tw_jw_obj_begin(&w);
         tw_jw_key(&w, "name");
-        tw_jw_cstr(&w, tw_input_name(in));
+        tw_jw_cstr(&w, sn->name);
         tw_jw_key(&w, "checks");
-        tw_jw_int(&w, (long long)st->checks);
+        tw_jw_int(&w, (long long)sn->checks);
         tw_jw_key(&w, "rejected");
-        tw_jw_int(&w, (long long)st->rejected);
+        tw_jw_int(&w, (long long)sn->rejected);
         tw_jw_key(&w, "lines");
-        tw_jw_int(&w, (long long)st->lines);
+        tw_jw_int(&w, (long long)sn->lines);
         tw_jw_key(&w, "parse_errors");
-        tw_jw_int(&w, (long long)perr);
+        tw_jw_int(&w, (long long)sn->parse_errors);
         tw_jw_obj_end(&w);
     }
+    pthread_mutex_unlock(&d->snap_lock);
     tw_jw_arr_end(&w);
     tw_jw_obj_end(&w);
     pthread_mutex_unlock(&d->lock);
@@ -757,6 +846,134 @@ static char *api_stats(void *ctx, int *status)
     tw_jw_free(&w);
     *status = 200;
     return r;
+}
+
+/* ---- two threads: the analysis thread ----------------------------------- */
+
+/* A's part of a round, with the analysis lock held: detection metrics, hook
+ * reports and freeze TTLs, the events file and syslog, the baselines timer. */
+static void analysis_round(tw_daemon_t *d, int64_t *next_bl)
+{
+    tw_detect_publish(d->det);
+    if (d->resp)
+        tw_respond_tick(d->resp, tw_now_ns());
+    flush_events(d);
+    int64_t now = tw_mono_ns();
+    if (now >= *next_bl) {
+        save_baselines(d);
+        *next_bl = tw_mono_ns() + (int64_t)d->cfg->baselines_interval_s * 1000000000;
+    }
+}
+
+/* While batches keep coming, the analysis round runs at least this often
+ * (about as often as a busy one-thread loop finishes a read round). */
+#define ANALYSIS_ROUND_MS 100
+
+static bool readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
+/* The analysis thread: judges each batch under the analysis lock, in queue
+ * order. Its round (analysis_round) runs when the queue runs empty — before
+ * the last batch is released, so a drained queue also means flushed events —
+ * every ANALYSIS_ROUND_MS while batches keep coming, as soon as a hook
+ * reports, and every poll interval when idle (freeze TTLs). */
+static void *analysis_main(void *arg)
+{
+    tw_daemon_t *d = arg;
+    pthread_mutex_lock(&d->lock);
+    int64_t next_bl = tw_mono_ns() + (int64_t)d->cfg->baselines_interval_s * 1000000000;
+    int64_t last_round = tw_mono_ns();
+    int wake_fd = d->resp ? tw_respond_wake_fd(d->resp) : -1;
+    for (;;) {
+        tw_handoff_batch_t *b = tw_handoff_take(d->ho);
+        if (b) {
+            tw_input_detect_batch(d->det, b);
+            int64_t now = tw_mono_ns();
+            if (tw_handoff_ready(d->ho) == 0 ||
+                now - last_round >= (int64_t)ANALYSIS_ROUND_MS * 1000000 ||
+                readable(wake_fd)) {
+                analysis_round(d, &next_bl);
+                last_round = now;
+            }
+            tw_handoff_release(d->ho, b);
+            if (atomic_load_explicit(&d->api_waiting, memory_order_relaxed)) {
+                pthread_mutex_unlock(&d->lock);
+                while (atomic_load_explicit(&d->api_waiting, memory_order_relaxed))
+                    sched_yield();
+                pthread_mutex_lock(&d->lock);
+            }
+            continue;
+        }
+        if (tw_handoff_finished(d->ho))
+            break;
+        /* d->cfg changes only under the lock (reload): read it before
+         * letting go. */
+        int wait = d->cfg->poll_interval_ms;
+        pthread_mutex_unlock(&d->lock);
+        int why = tw_handoff_wait(d->ho, wait, wake_fd);
+        pthread_mutex_lock(&d->lock);
+        if (why != 1) {
+            analysis_round(d, &next_bl);
+            last_round = tw_mono_ns();
+        }
+    }
+    analysis_round(d, &next_bl);
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+/* Creates the queue and starts the analysis thread (before the inputs are
+ * added, so they hand their checks over). Signals stay with the main
+ * thread: its waits must be the ones they interrupt. On failure the daemon
+ * runs on one thread. */
+static void start_analysis(tw_daemon_t *d)
+{
+    if (!d->det || d->cfg->threads < 2)
+        return;
+    d->ho = tw_handoff_new(0, 0, 0);
+    sigset_t old;
+    block_signals(&old);
+    int e = pthread_create(&d->analysis, NULL, analysis_main, d);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e != 0) {
+        tw_warn("cannot start the analysis thread (%s): running on one thread", strerror(e));
+        tw_handoff_free(d->ho);
+        d->ho = NULL;
+        return;
+    }
+    pthread_setname_np(d->analysis, "tw-analysis");   /* top -H, perf */
+    tw_info("two threads: reading and parsing on one, detection on the other");
+}
+
+/* Lets the analysis thread judge what is queued, flush, and exit. */
+static void stop_analysis(tw_daemon_t *d)
+{
+    if (!d->ho)
+        return;
+    tw_handoff_close(d->ho);
+    pthread_join(d->analysis, NULL);
+    tw_handoff_stats_t hs;
+    tw_handoff_stats(d->ho, &hs);
+    tw_debug("handoff: %llu events in %llu batches; the reader waited %llu times for a "
+             "free batch, the analysis thread %llu times for work",
+             (unsigned long long)hs.events, (unsigned long long)hs.batches,
+             (unsigned long long)hs.producer_waits, (unsigned long long)hs.consumer_waits);
+    /* The inputs keep a pointer to the queue but push nothing any more. */
+    for (size_t i = 0; i < d->ninputs; i++)
+        tw_input_set_handoff(d->inputs[i].input, NULL);
+    tw_handoff_free(d->ho);
+    d->ho = NULL;
+}
+
+/* Waits until A has judged every queued check and is outside the lock, then
+ * takes the lock: the reader may touch A's structures until unquiesce. */
+static void quiesce(tw_daemon_t *d)
+{
+    tw_handoff_drain(d->ho);
+    pthread_mutex_lock(&d->lock);
 }
 
 static int start(tw_daemon_t *d, tw_err_t *err)
@@ -791,6 +1008,7 @@ static int start(tw_daemon_t *d, tw_err_t *err)
         tw_state_free(saved);
         return -1;
     }
+    start_analysis(d);
     for (size_t i = 0; i < c->ninputs; i++) {
         if (add_input(d, &c->inputs[i], tw_state_find(saved, c->inputs[i].name)) != 0) {
             tw_state_free(saved);
@@ -798,6 +1016,7 @@ static int start(tw_daemon_t *d, tw_err_t *err)
         }
     }
     tw_state_free(saved);
+    publish_inputs(d);
     tw_http_opts_t ho = {0};
     tw_config_http_opts(c, &ho);
     d->api = (tw_api_backend_t){
@@ -810,7 +1029,10 @@ static int start(tw_daemon_t *d, tw_err_t *err)
     ho.api = &d->api;
     ho.assets = tw_page_assets;
     ho.nassets = tw_page_nassets;
+    sigset_t old;
+    block_signals(&old);   /* libmicrohttpd's threads: no signals */
     d->http = tw_http_start(&ho, d->metrics, err);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!d->http)
         return -1;
     bool v6 = strchr(c->http_address, ':') != NULL;
@@ -826,6 +1048,9 @@ static int start(tw_daemon_t *d, tw_err_t *err)
 static void stop(tw_daemon_t *d)
 {
     tw_http_stop(d->http);
+    for (size_t i = 0; i < d->nsnap; i++)
+        free(d->snap[i].name);
+    free(d->snap);
     tw_respond_free(d->resp);   /* saves the store; kills running hooks */
     free(d->baselines_path);
     for (size_t i = 0; i < d->ninputs; i++) {
@@ -849,7 +1074,9 @@ static void stop(tw_daemon_t *d)
     free(d->state_dir);
 }
 
-static void loop(tw_daemon_t *d)
+/* One thread: reads, detects and responds, holding the analysis lock except
+ * while it waits for data or yields to a waiting API call. */
+static void loop_one(tw_daemon_t *d)
 {
     int64_t next_save = tw_mono_ns() + (int64_t)d->cfg->state_interval_ms * 1000000;
     int64_t next_bl = tw_mono_ns() + (int64_t)d->cfg->baselines_interval_s * 1000000000;
@@ -892,6 +1119,46 @@ static void loop(tw_daemon_t *d)
     pthread_mutex_unlock(&d->lock);
 }
 
+/* ---- two threads: the reader (this thread) ------------------------------ */
+
+static void loop_reader(tw_daemon_t *d)
+{
+    int64_t next_save = tw_mono_ns() + (int64_t)d->cfg->state_interval_ms * 1000000;
+    while (!g_stop) {
+        if (g_reload) {
+            g_reload = 0;
+            quiesce(d);
+            reload(d);
+            pthread_mutex_unlock(&d->lock);
+        }
+        set_ref_time(d, tw_now_ns());
+        uint64_t got = tw_tail_poll(d->tail);
+        tw_handoff_flush(d->ho);   /* the end of a round: no check waits for more */
+        publish_inputs(d);
+        int64_t now = tw_mono_ns();
+        if (now >= next_save) {
+            tw_handoff_drain(d->ho);   /* the offsets claim only judged lines */
+            save_state(d);
+            next_save = now + (int64_t)d->cfg->state_interval_ms * 1000000;
+        }
+        if (got == 0 && !g_stop && !g_reload) {
+            int64_t until_save = (next_save - now) / 1000000;
+            int wait = d->cfg->poll_interval_ms;
+            if (until_save < wait)
+                wait = until_save > 0 ? (int)until_save : 0;
+            tw_tail_wait_fd(d->tail, wait, -1);
+        }
+    }
+}
+
+static void loop(tw_daemon_t *d)
+{
+    if (d->ho)
+        loop_reader(d);
+    else
+        loop_one(d);
+}
+
 int tw_cmd_run(const tw_cli_t *cli)
 {
     if (cli->nargs > 0) {
@@ -904,6 +1171,7 @@ int tw_cmd_run(const tw_cli_t *cli)
                      .discard_state = cli->discard_state,
                      .started_ns = tw_now_ns()};
     pthread_mutex_init(&d.lock, NULL);
+    pthread_mutex_init(&d.snap_lock, NULL);
     atomic_init(&d.api_waiting, 0);
     d.cfg = tw_cli_load_config(cli);
     if (!d.cfg)
@@ -923,11 +1191,17 @@ int tw_cmd_run(const tw_cli_t *cli)
         rc = TW_EXIT_FAILURE;
     } else {
         loop(&d);
+        stop_analysis(&d);   /* every queued check judged, events flushed */
         tw_info("stopping: saving state");
+        /* The API still answers until stop(): keep it off the detector. */
+        pthread_mutex_lock(&d.lock);
         if (save_state(&d) != 0 || save_baselines(&d) != 0)
             rc = TW_EXIT_FAILURE;
+        pthread_mutex_unlock(&d.lock);
     }
+    stop_analysis(&d);   /* a start that failed after the thread began */
     stop(&d);
+    pthread_mutex_destroy(&d.snap_lock);
     pthread_mutex_destroy(&d.lock);
     return rc;
 }

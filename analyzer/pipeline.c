@@ -1,6 +1,7 @@
 /*
  * pipeline.c — see pipeline.h. tw_input_line() is the per-line hot path:
- * no allocation, no locking, no syscalls.
+ * no allocation, no syscalls, and no locking (with a handoff queue, a lock
+ * once per batch of a few thousand events, inside handoff.c).
  */
 #include "pipeline.h"
 #include "common.h"
@@ -19,6 +20,7 @@ struct tw_input {
     tw_input_stats_t stats;
     tw_event_t ev;
     tw_detect_t *det;         /* borrowed, may be NULL */
+    tw_handoff_t *handoff;    /* borrowed, may be NULL ("threads": 2) */
 
     /* Metric cells, NULL when there is no registry. */
     tw_cell_t *c_check, *c_rejected, *c_lines, *c_lag;
@@ -127,6 +129,8 @@ void tw_input_set_format(tw_input_t *in, const tw_format_t *fmt)
 
 void tw_input_set_detector(tw_input_t *in, tw_detect_t *det) { in->det = det; }
 
+void tw_input_set_handoff(tw_input_t *in, tw_handoff_t *h) { in->handoff = h; }
+
 void tw_input_set_ref_time(tw_input_t *in, int64_t ref_ns) { in->ref_ns = ref_ns; }
 
 void tw_input_set_future_limit(tw_input_t *in, int64_t ahead_ns) { in->future_ns = ahead_ns; }
@@ -163,6 +167,8 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
         }
         if (in->det)
             tw_detect_event(in->det, in->name, &in->ev);
+        else if (in->handoff)
+            tw_handoff_push(in->handoff, in->name, &in->ev);
         break;
     case TW_PARSE_IGNORED:
         in->stats.skipped[TW_SKIPR_FILTERED]++;
@@ -171,6 +177,17 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
         if ((unsigned)in->ev.error < TW_PERR__COUNT)
             in->stats.parse_errors[in->ev.error]++;
         break;
+    }
+}
+
+void tw_input_detect_batch(tw_detect_t *det, const tw_handoff_batch_t *b)
+{
+    size_t n = tw_handoff_batch_len(b);
+    for (size_t i = 0; i < n; i++) {
+        const char *input;
+        tw_event_t ev;
+        tw_handoff_batch_get(b, i, &input, &ev);
+        tw_detect_event(det, input, &ev);
     }
 }
 

@@ -8,13 +8,20 @@
  * the state snapshot saves them together with the file offsets they belong
  * to, so totals stay exact across restarts.
  *
- * Threading: everything here runs on the analysis thread.
+ * With "threads": 2 (handoff.h) the parsed checks go to the analysis thread
+ * instead of a detector: tw_input_set_handoff() makes tw_input_line() copy
+ * each counted check into the handoff queue. The input, its parser and its
+ * counters still belong to one thread, the reader.
+ *
+ * Threading: everything here runs on the thread that reads the input (the
+ * analysis thread with one thread, the reader thread with two).
  */
 #ifndef TW_PIPELINE_H
 #define TW_PIPELINE_H
 
 #include "detect.h"
 #include "format.h"
+#include "handoff.h"
 #include "metrics.h"
 #include "tail.h"
 
@@ -69,6 +76,16 @@ bool tw_line_is_blank(const char *line, size_t len);
 /* Attaches a detector (borrowed; NULL detaches): every parsed check is
  * passed to tw_detect_event() after it is counted. */
 void tw_input_set_detector(tw_input_t *in, tw_detect_t *det);
+
+/* Attaches a handoff queue (borrowed; NULL detaches): every parsed check is
+ * counted, then pushed to h with the input's name, for the analysis thread.
+ * A detector set with tw_input_set_detector() takes precedence. The name
+ * stays valid until tw_input_free(): drain h before freeing the input. */
+void tw_input_set_handoff(tw_input_t *in, tw_handoff_t *h);
+
+/* The analysis thread's half of tw_input_line() with "threads": 2: passes
+ * every event of a taken batch, in order, to tw_detect_event(). */
+void tw_input_detect_batch(tw_detect_t *det, const tw_handoff_batch_t *b);
 
 /* The hot path: one complete line. */
 void tw_input_line(tw_input_t *in, const char *line, size_t len);

@@ -3,7 +3,9 @@
 #
 # Builds a Release binary into build-bench/, generates (or reuses) the
 # benchmark logs, runs `tokenwatch replay` on each format BENCH_RUNS times
-# and prints the medians as a Markdown table. See bench/README.md.
+# and prints the medians as a Markdown table. With detection on, each run is
+# made with "threads": 1 and 2 (BENCH_THREADS), and a second table gives the
+# ratio and where the time went. See bench/README.md.
 #
 # Environment:
 #   BENCH_LINES   lines per format (default 1000000)
@@ -12,6 +14,8 @@
 #                 (default ${TMPDIR:-/tmp}/tokenwatch-bench-data-$BENCH_LINES)
 #   BENCH_BUILD   build directory (default <repo>/build-bench)
 #   BENCH_MODES   "count detect" (default), or one of them
+#   BENCH_THREADS "1 2" (default): the "threads" settings of detect runs
+#                 (count runs have one thread's work only: threads "-")
 #   BENCH_NO_GNU_TIME=1  measure peak RSS without /usr/bin/time (sampled VmHWM)
 set -euo pipefail
 
@@ -25,6 +29,7 @@ FORMATS="generic-text generic-json"
 # count: parse and count only (replay --no-detect); detect: with detection and
 # the test GeoIP database, as configured in bench/bench.json.
 MODES=${BENCH_MODES:-"count detect"}
+THREADS=${BENCH_THREADS:-"1 2"}
 
 echo "building Release into $BUILD ..." >&2
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
@@ -47,24 +52,45 @@ trap 'rm -rf "$WORK"' EXIT
 RESULTS=$WORK/results.tsv
 : >"$RESULTS"
 
-# Runs one replay; prints "summary-line<TAB>maxrss_kb".
+# bench.json with absolute paths and "threads" set, one per setting.
+for t in $THREADS; do
+    python3 - "$CONFIG" "$t" "$WORK/bench-t$t.json" <<'PY'
+import json, os, sys
+src, threads, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+base = os.path.dirname(os.path.abspath(src))
+cfg = json.load(open(src))
+for key in ("formats_dir", "rules_file"):
+    cfg[key] = os.path.normpath(os.path.join(base, cfg[key]))
+for key in ("city_db", "asn_db"):
+    if key in cfg.get("geoip", {}):
+        cfg["geoip"][key] = os.path.normpath(os.path.join(base, cfg["geoip"][key]))
+cfg["threads"] = threads
+json.dump(cfg, open(out, "w"), indent=2)
+PY
+done
+
+# Runs one replay; prints "summary-line<TAB>maxrss_kb<TAB>cpu_s<TAB>threads-line"
+# (cpu_s: user + system seconds of the process, empty without GNU time).
 run_once() {
-    local fmt=$1 log=$2 mode=$3 rss
-    local extra=()
+    local fmt=$1 log=$2 mode=$3 threads=$4 rss cpu=
+    local extra=() config=$CONFIG
     [ "$mode" = count ] && extra=(--no-detect)
+    [ "$threads" != - ] && config=$WORK/bench-t$threads.json
     if [ -x /usr/bin/time ] && [ -z "${BENCH_NO_GNU_TIME:-}" ]; then
         if ! /usr/bin/time -v -o "$WORK/time.txt" \
-            "$BIN" replay -c "$CONFIG" --format "$fmt" "${extra[@]}" "$log" >/dev/null 2>"$WORK/stderr"; then
+            "$BIN" replay -c "$config" --format "$fmt" "${extra[@]}" "$log" >/dev/null 2>"$WORK/stderr"; then
             echo "bench: replay of $log failed:" >&2
             cat "$WORK/stderr" "$WORK/time.txt" >&2
             exit 1
         fi
         rss=$(sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$WORK/time.txt")
+        cpu=$(awk -F': ' '/User time \(seconds\)|System time \(seconds\)/ {s += $2} END {print s}' \
+            "$WORK/time.txt")
     else
         # No GNU time. ru_maxrss of a child of python would include the
         # forked python image, so sample the child's own VmHWM (peak RSS of
         # its address space after exec) every 5 ms instead.
-        if ! python3 - "$WORK/rss" "$BIN" replay -c "$CONFIG" --format "$fmt" "${extra[@]}" "$log" \
+        if ! python3 - "$WORK/rss" "$BIN" replay -c "$config" --format "$fmt" "${extra[@]}" "$log" \
             >/dev/null 2>"$WORK/stderr" <<'PY'
 import subprocess, sys, time
 p = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
@@ -96,36 +122,48 @@ PY
         cat "$WORK/stderr" >&2
         exit 1
     fi
-    printf '%s\t%s\n' "$summary" "$rss"
+    local threads_line
+    threads_line=$(grep '^threads: ' "$WORK/stderr" | tail -n 1 || true)
+    printf '%s\t%s\t%s\t%s\n' "$summary" "$rss" "$cpu" "$threads_line"
 }
 
-# Runs alternate between modes and formats so that load from elsewhere on
-# the machine spreads over all of them.
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# Runs alternate between modes, formats and thread settings so that load
+# from elsewhere on the machine spreads over all of them.
 for i in $(seq 1 "$RUNS"); do
     for mode in $MODES; do
         for f in $FORMATS; do
-            log=$DATA/bench-$f.log
-            bytes=$(stat -c %s "$log")
-            echo "replay $f ($mode) run $i/$RUNS ..." >&2
-            run_once "$f" "$log" "$mode" >"$WORK/one"
-            printf '%s\t%s\t%s\n' "$f ($mode)" "$bytes" "$(cat "$WORK/one")" >>"$RESULTS"
+            settings=-
+            [ "$mode" = detect ] && settings=$THREADS
+            for t in $settings; do
+                log=$DATA/bench-$f.log
+                bytes=$(stat -c %s "$log")
+                echo "replay $f ($mode, threads $t) run $i/$RUNS ..." >&2
+                run_once "$f" "$log" "$mode" "$t" >"$WORK/one"
+                printf '%s\t%s\t%s\t%s\n' "$f ($mode)" "$t" "$bytes" "$(cat "$WORK/one")" \
+                    >>"$RESULTS"
+            done
         done
     done
 done
 
-python3 - "$RESULTS" "$LINES" <<'PY'
+python3 - "$RESULTS" "$LINES" "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
-    fmt, size, summary, rss = line.rstrip("\n").split("\t")
+    fmt, threads, size, summary, rss, cpu, tline = line.rstrip("\n").split("\t")
     kv = dict(re.findall(r"(\w+)=([0-9.]+)", summary))
-    rows.setdefault(fmt, []).append((int(size), kv, int(rss)))
+    kv["cpu_s"] = cpu or "0"
+    kv.update({"t_" + k: v for k, v in re.findall(r"(\w+)=([0-9.]+)", tline)})
+    rows.setdefault((fmt, threads), []).append((int(size), kv, int(rss)))
 want = int(sys.argv[2])
 print()
-print("| format (mode) | lines | file MB | lines/s (median) | MB/s (median) | seconds (median) | peak RSS MiB |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| format (mode) | threads | lines | file MB | lines/s (median) | MB/s (median) | seconds (median) | peak RSS MiB |")
+print("|---|:-:|---:|---:|---:|---:|---:|---:|")
 bad = False
-for fmt, runs in rows.items():
+for (fmt, threads), runs in rows.items():
     size = runs[0][0]
     lines = int(runs[0][1]["lines"])
     if lines != want or int(runs[0][1]["checks"]) != want:
@@ -136,9 +174,33 @@ for fmt, runs in rows.items():
     mbs = statistics.median(float(r[1]["mb_per_s"]) for r in runs)
     secs = statistics.median(float(r[1]["seconds"]) for r in runs)
     rss = max(r[2] for r in runs) / 1024.0
-    print("| %s | %d | %.1f | %s | %.1f | %.3f | %.1f |" %
-          (fmt, lines, size / 1e6, format(int(round(lps)), ","), mbs, secs, rss))
+    print("| %s | %s | %d | %.1f | %s | %.1f | %.3f | %.1f |" %
+          (fmt, threads, lines, size / 1e6, format(int(round(lps)), ","), mbs, secs, rss))
 print()
-print("(%d runs per format; peak RSS is the maximum over runs)" % len(next(iter(rows.values()))))
+print("(%d runs per row; peak RSS is the maximum over runs)" % len(next(iter(rows.values()))))
+
+# Two threads against one, per format: the ratio of the medians, and where
+# the time went in the two-thread runs (each thread's CPU seconds; a reader
+# that often waits for a free batch means the analysis thread is the
+# bottleneck, an analysis thread that often waits for work means the reader is).
+pairs = [(f, rows[(f, "1")], rows[(f, "2")]) for f, t in rows
+         if t == "2" and (f, "1") in rows]
+if pairs:
+    print()
+    print("| format (mode) | lines/s, 2 threads / 1 | reader CPU s | analysis CPU s | "
+          "1-thread CPU s | reader waits | analysis waits | bottleneck |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for fmt, one, two in pairs:
+        med = lambda runs, k: statistics.median(float(r[1].get(k, 0)) for r in runs)
+        ratio = med(two, "lines_per_s") / med(one, "lines_per_s")
+        rcpu, acpu = med(two, "t_reader_cpu_s"), med(two, "t_analysis_cpu_s")
+        rw, aw = med(two, "t_reader_waits"), med(two, "t_analysis_waits")
+        cpu1 = med(one, "cpu_s")
+        side = "analysis" if acpu > rcpu * 1.1 else ("reader" if rcpu > acpu * 1.1 else "balanced")
+        print("| %s | %.2fx | %.3f | %.3f | %.3f | %d | %d | %s |" %
+              (fmt, ratio, rcpu, acpu, cpu1, rw, aw, side))
+print()
+print("load average: %s at start, %s at the end (the ratio needs two idle cores)" %
+      (sys.argv[3], sys.argv[4]))
 sys.exit(1 if bad else 0)
 PY

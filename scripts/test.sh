@@ -20,3 +20,24 @@ cmake --build build-asan -j "$jobs"
 echo "== tests under ASan+UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+# ---- BEGIN fuzzing in CI (see tests/fuzz/README.md) ----------------------------
+# Every libFuzzer target of tests/fuzz for TW_FUZZ_SECONDS (default 60) under
+# ASan+UBSan, as many at a time as there are cores: about 7 minutes for 14
+# targets on two cores, plus 1-2 minutes of clang build. A crash, leak,
+# timeout or invariant failure fails the run; scripts/fuzz.sh prints the
+# input gzip+base64 so that it can be recovered from the CI log, and keeps it
+# in build-fuzz/fuzz-artifacts/. TW_FUZZ_SECONDS=0 skips this step in local
+# runs; in CI (CI=true) it always runs.
+fuzz_seconds=${TW_FUZZ_SECONDS:-60}
+if [ "${CI:-}" = true ] && [ "$fuzz_seconds" = 0 ]; then
+    echo "== CI=true: TW_FUZZ_SECONDS=0 ignored, fuzzing 60 s per target"
+    fuzz_seconds=60
+fi
+if [ "$fuzz_seconds" = 0 ]; then
+    echo "== fuzzing skipped (TW_FUZZ_SECONDS=0)"
+else
+    echo "== fuzzing (${fuzz_seconds}s per target, $jobs at a time, ASan+UBSan)"
+    scripts/fuzz.sh -t "$fuzz_seconds" -j "$jobs"
+fi
+# ---- END fuzzing in CI -------------------------------------------------------
