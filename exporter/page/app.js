@@ -1152,12 +1152,18 @@
       window.scrollTo(0, 0);
     }
     if (r.view === 'list') document.title = 'tokenwatch — flagged tokens';
+    // Coming back: select the token we were looking at, at once from the
+    // rows already shown (the list does not sit at the token view's scroll
+    // position while it refreshes), and again once the refresh is in.
+    const back = r.view === 'list' && was === 'token';
+    if (back) selectToken(wasId);
     await refresh();
-    if (r.view === 'list' && was === 'token') {
-      // Coming back: select the token we were looking at.
-      const i = state.items.findIndex((it) => it.token_id === wasId);
-      if (i >= 0) select(i, true);
-    }
+    if (back) selectToken(wasId);
+  }
+
+  function selectToken(id) {
+    const i = state.items.findIndex((it) => it.token_id === id);
+    if (i >= 0) select(i, true);
   }
 
   let refreshing = null;

@@ -501,8 +501,10 @@ class AnalystPageTest(unittest.TestCase):
         page.wait_for("!location.hash.startsWith('#/token/') && !document.getElementById('list-view').hidden",
                       what="the list after Esc")
         page.wait_for("(() => { const tr = document.querySelector('#flagged-body tr[aria-selected=\"true\"]');"
-                      " return tr && tr.dataset.tokenId === %s && tr.children[7].textContent.startsWith('acked'); })()"
-                      % json.dumps(target["token_id"]), what="the acked token selected in the list")
+                      " if (!tr) return false; const r = tr.getBoundingClientRect();"
+                      " return tr.dataset.tokenId === %s && tr.children[7].textContent.startsWith('acked')"
+                      " && r.top >= 0 && r.bottom <= innerHeight; })()"
+                      % json.dumps(target["token_id"]), what="the acked token selected and in view in the list")
         self.dom(page, "list after action")
         self.refresh_without_shift(page, "list after the action")
 
