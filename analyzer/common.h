@@ -51,6 +51,10 @@ static inline bool tw_slice_eq(tw_slice_t s, const char *lit, size_t litn)
 int64_t tw_now_ns(void);
 int64_t tw_mono_ns(void);
 
+/* Writes the decimal digits of v so that they end just before end (20
+ * bytes before it suffice) and returns where they start. No NUL. */
+char *tw_u64_digits(uint64_t v, char *end);
+
 /* 64-bit FNV-1a over n bytes, continuing from h (start with TW_HASH_INIT).
  * Used for offset fingerprints, never for attacker-keyed tables. */
 #define TW_HASH_INIT 0xcbf29ce484222325ULL

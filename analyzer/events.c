@@ -253,24 +253,12 @@ void tw_jw_str(tw_jw_t *w, const char *s, size_t n)
 
 void tw_jw_cstr(tw_jw_t *w, const char *s) { tw_jw_str(w, s, strlen(s)); }
 
-/* Writes the decimal digits of v at the end of b (b[0..20) suffices) and
- * returns where they start. */
-static char *u64_digits(uint64_t v, char *end)
-{
-    char *q = end;
-    do {
-        *--q = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return q;
-}
-
 void tw_jw_int(tw_jw_t *w, long long v)
 {
     char b[24], *end = b + sizeof b;
     /* Negate in unsigned arithmetic: LLONG_MIN has no positive twin. */
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    char *q = u64_digits(u, end);
+    char *q = tw_u64_digits(u, end);
     if (v < 0)
         *--q = '-';
     value_start(w);
@@ -336,7 +324,7 @@ static size_t fixed_digits(double v, int d, char *b)
         }
         *--q = '.';
     }
-    q = u64_digits(ip, q);
+    q = tw_u64_digits(ip, q);
     bool zero = ip == 0;
     for (const char *z = q; zero && z < end; z++)
         zero = *z == '0' || *z == '.';
@@ -403,23 +391,10 @@ void tw_jw_newline(tw_jw_t *w) { putc1(w, '\n'); }
 
 void tw_jw_raw(tw_jw_t *w, const char *s, size_t n) { put(w, s, n); }
 
-/* tw_tokenid_format() without snprintf: "tw_" and 16 lower-case hex
- * digits (the unit test holds the two equal). */
-static void token_id_text(uint64_t id, char buf[TW_TOKENID_STR_LEN])
-{
-    static const char hex[] = "0123456789abcdef";
-    memcpy(buf, "tw_", 3);
-    for (int k = 15; k >= 0; k--) {
-        buf[3 + k] = hex[id & 15];
-        id >>= 4;
-    }
-}
-
 void tw_jw_token_id(tw_jw_t *w, uint64_t id)
 {
-    char buf[TW_TOKENID_STR_LEN];
-    token_id_text(id, buf);
-    tw_jw_str(w, buf, sizeof buf);
+    char buf[TW_TOKENID_STR_LEN + 1];
+    tw_jw_str(w, tw_tokenid_format(id, buf), TW_TOKENID_STR_LEN);
 }
 
 void tw_anomaly_begin(tw_jw_t *w, const tw_anomaly_head_t *h)

@@ -419,18 +419,6 @@ void tw_hist_observe(tw_hist_t *h, uint64_t v)
 
 /* ---- rendering ---- */
 
-/* Writes the decimal digits of v at the end of out[VALUE_MAX_CHARS];
- * returns the first digit. */
-static char *u64_digits(uint64_t v, char *end)
-{
-    char *p = end;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return p;
-}
-
 /* v / 10^decimals with exactly that many decimals (decimals >= 1). */
 static void put_fixed(buf_t *b, uint64_t v, unsigned decimals)
 {
@@ -439,7 +427,7 @@ static void put_fixed(buf_t *b, uint64_t v, unsigned decimals)
         scale *= 10;
     char tmp[VALUE_MAX_CHARS];
     char *end = tmp + sizeof tmp;
-    char *p = u64_digits(v / scale, end);
+    char *p = tw_u64_digits(v / scale, end);
     buf_put(b, p, (size_t)(end - p));
     buf_putc(b, '.');
     char frac[10];
@@ -470,10 +458,10 @@ static void put_value(buf_t *b, tw_metric_type_t type, uint64_t raw)
      * magnitude negated in unsigned arithmetic, so INT64_MIN is exact and no
      * implementation-defined conversion is involved. */
     if (type == TW_METRIC_GAUGE && (raw >> 63)) {
-        p = u64_digits(~raw + 1, end);
+        p = tw_u64_digits(~raw + 1, end);
         *--p = '-';
     } else {
-        p = u64_digits(raw, end);
+        p = tw_u64_digits(raw, end);
     }
     buf_put(b, p, (size_t)(end - p));
 }

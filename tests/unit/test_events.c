@@ -126,7 +126,7 @@ static void check_key_lit(tw_jw_t *w)
     free(want);
 }
 
-/* The writer formats token ids itself; it must agree with tokenid.h. */
+/* Token ids in events: tokenid.h's text, quoted. */
 static void check_token_ids(tw_jw_t *w)
 {
     const uint64_t ids[] = {0, 1, 0x3f9a1c2b7d4e5f60ULL, UINT64_MAX, 0x8000000000000000ULL};
