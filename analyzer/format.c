@@ -12,7 +12,11 @@
  *  - regex: pcre2_jit_match (or pcre2_match when the JIT is unavailable)
  *    into match data, a match context and a JIT stack owned by the parser;
  *    captures are returned as slices of the line.
- *  - json: cJSON allocates through process-wide hooks (installed once) that
+ *  - json: lines in a strict subset of JSON (the usual case) are read by a
+ *    one-pass scanner that walks a trie of the configured paths and
+ *    returns slices of the line ("json fast path" below); every other line
+ *    goes to cJSON, so odd input is judged exactly as before.
+ *  - json via cJSON: cJSON allocates through process-wide hooks (installed once) that
  *    serve a thread-local bump arena while a parser is parsing on that
  *    thread, and plain malloc/free otherwise, so every other cJSON user in
  *    the process (config, HTTP API, other threads) is unaffected. The arena
@@ -914,6 +918,17 @@ const tw_format_t *tw_formats_at(const tw_formats_t *fs, size_t i)
 enum { SLOT_REJECTED = F_COUNT, SLOT_FILTER, SLOT_COUNT };
 #define NUM_SCRATCH 48
 
+/* One member name on some configured path, and what this line holds there. */
+typedef struct jnode {
+    const char *name;
+    size_t nlen;
+    int child, sibling;    /* first child, next sibling; -1 for none */
+    uint32_t gen;          /* == parser's gen: seen on this line, fields valid */
+    uint8_t type;          /* cJSON_String, cJSON_Number, ... (cJSON's bits) */
+    const char *vp;        /* strings, numbers: the text in the line */
+    size_t vn;
+} jnode_t;
+
 struct tw_parser {
     const tw_format_t *fmt;
     /* regex */
@@ -927,7 +942,74 @@ struct tw_parser {
     const cJSON **head_node;   /* per fmt->heads[i]: its member in root, once looked up */
     bool *head_done;
     char num[SLOT_COUNT][NUM_SCRATCH];
+    /* json fast path (see "json fast path" below) */
+    bool fast_on;
+    jnode_t *nodes;            /* the paths' trie; nodes[0] is the root object */
+    size_t nnodes;
+    uint32_t gen;              /* this line's mark in jnode_t.gen */
+    int *alt_node[SLOT_COUNT]; /* per slot: the trie node of each alternative */
+    const char *fpos, *fend;   /* scanner position and end */
 };
+
+/* --- json fast path: trie setup ------------------------------------------ */
+
+static inline int trie_child(const tw_parser_t *p, int at, const char *name, size_t nlen)
+{
+    for (int c = p->nodes[at].child; c >= 0; c = p->nodes[c].sibling) {
+        const jnode_t *n = &p->nodes[c];
+        /* Names are short: compare inline, first byte first. */
+        if (n->nlen != nlen || (nlen && n->name[0] != name[0]))
+            continue;
+        size_t i = 1;
+        while (i < nlen && n->name[i] == name[i])
+            i++;
+        if (i >= nlen)
+            return c;
+    }
+    return -1;
+}
+
+static int trie_add(tw_parser_t *p, const jpath_t *jp)
+{
+    int at = 0;
+    for (size_t i = 0; i < jp->nseg; i++) {
+        size_t nlen = strlen(jp->seg[i]);
+        int c = trie_child(p, at, jp->seg[i], nlen);
+        if (c < 0) {
+            p->nodes = tw_xrealloc(p->nodes, (p->nnodes + 1) * sizeof *p->nodes);
+            c = (int)p->nnodes++;
+            p->nodes[c] = (jnode_t){.name = jp->seg[i], .nlen = nlen, .child = -1,
+                                    .sibling = p->nodes[at].child};
+            p->nodes[at].child = c;
+        }
+        at = c;
+    }
+    return at;
+}
+
+static void trie_slot(tw_parser_t *p, int slot, const jfield_t *jf)
+{
+    if (!jf || jf->nalt == 0)
+        return;
+    p->alt_node[slot] = tw_xcalloc(jf->nalt, sizeof *p->alt_node[slot]);
+    for (size_t i = 0; i < jf->nalt; i++)
+        p->alt_node[slot][i] = trie_add(p, &jf->alt[i]);
+}
+
+static void fast_init(tw_parser_t *p)
+{
+    const tw_format_t *f = p->fmt;
+    p->nodes = tw_xcalloc(1, sizeof *p->nodes);
+    p->nodes[0] = (jnode_t){.child = -1, .sibling = -1};
+    p->nnodes = 1;
+    for (int i = 0; i < F_COUNT; i++)
+        trie_slot(p, i, &f->field[i]);
+    if (f->rejected.on)
+        trie_slot(p, SLOT_REJECTED, f->rejected.src);
+    if (f->filter.on)
+        trie_slot(p, SLOT_FILTER, f->filter.src);
+    p->fast_on = true;
+}
 
 tw_parser_t *tw_parser_new(const tw_format_t *fmt)
 {
@@ -950,8 +1032,14 @@ tw_parser_t *tw_parser_new(const tw_format_t *fmt)
         arena_init(&p->arena, ARENA_FIRST_CHUNK);
         p->head_node = tw_xcalloc(fmt->nheads ? fmt->nheads : 1, sizeof *p->head_node);
         p->head_done = tw_xcalloc(fmt->nheads ? fmt->nheads : 1, sizeof *p->head_done);
+        fast_init(p);
     }
     return p;
+}
+
+void tw_parser_json_fast(tw_parser_t *p, bool on)
+{
+    p->fast_on = on && p->nodes;
 }
 
 void tw_parser_free(tw_parser_t *p)
@@ -965,6 +1053,9 @@ void tw_parser_free(tw_parser_t *p)
     arena_free(&p->arena);
     free(p->head_node);
     free(p->head_done);
+    free(p->nodes);
+    for (int i = 0; i < SLOT_COUNT; i++)
+        free(p->alt_node[i]);
     free(p);
 }
 
@@ -1182,10 +1273,352 @@ static tw_slice_t json_field(tw_parser_t *p, const jfield_t *jf, char *scratch)
     return none;
 }
 
+/*
+ * The json fast path. cJSON builds a tree of the whole line (a node and a
+ * copy per member) when an event needs five or six members of it. For
+ * lines in a strict subset of JSON, whose tree cJSON would build without
+ * any judgement call, one pass over the line finds the same members:
+ *  - RFC 8259 grammar with whitespace ' ', \t, \n, \r only (cJSON takes any
+ *    byte <= 32), no byte-order mark, nesting at most FAST_DEPTH;
+ *  - strings without '\\' and without raw control bytes (so a string is
+ *    its bytes as they stand in the line, which is what cJSON copies; bytes
+ *    >= 0x80 pass unchecked in both);
+ *  - numbers of at most 63 characters (cJSON's buffer), and no number
+ *    where a field reads one (the text cJSON renders goes through strtod).
+ * Anything else, valid or not, is handed to cJSON, which decides. The
+ * trie of the configured paths is walked as members go by; the first of
+ * duplicate keys is the one kept, as with cJSON. A line that passes is
+ * read exactly as through cJSON (tests compare both paths).
+ */
+#define FAST_DEPTH 64
+#define FAST_NUM_MAX 63
+
+enum { FAST_OK = 0, FAST_NO = -1 };
+
+static inline void fast_ws(tw_parser_t *p)
+{
+    const char *q = p->fpos, *e = p->fend;
+    while (q < e && (unsigned char)*q <= ' ' &&
+           (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+        q++;
+    p->fpos = q;
+}
+
+/* 1 for the bytes a fast-path string may hold: not '"', '\\' or < 0x20. */
+static const uint8_t str_plain[256] = {
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    R16(0), R16(0),                                  /* 0x00-0x1F */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  /* 0x20-0x2F: '"' */
+    R16(1), R16(1),                                  /* 0x30-0x4F */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,  /* 0x50-0x5F: '\\' */
+    R16(1), R16(1),                                  /* 0x60-0x7F */
+    R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1), R16(1),
+#undef R16
+};
+
+/* At the opening quote: sets *sp, *sn to the bytes between the quotes. */
+static inline int fast_string(tw_parser_t *p, const char **sp, size_t *sn)
+{
+    const unsigned char *q = (const unsigned char *)p->fpos + 1, *e = (const unsigned char *)p->fend;
+    const unsigned char *start = q;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Eight bytes at a time: the lowest byte flagged by the has-zero-byte
+     * (for '"', '\\') and has-less-than (for < 0x20) bit tricks is exactly
+     * the first byte that ends the plain run. */
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    while (e - q >= 8) {
+        uint64_t x, dq, bs;
+        memcpy(&x, q, 8);
+        dq = x ^ (ones * '"');
+        bs = x ^ (ones * '\\');
+        uint64_t m = (((x - ones * 0x20) & ~x) | ((dq - ones) & ~dq) | ((bs - ones) & ~bs)) & highs;
+        if (m) {
+            q += __builtin_ctzll(m) >> 3;
+            goto stop;
+        }
+        q += 8;
+    }
+#endif
+    while (q < e && str_plain[*q])
+        q++;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+stop:
+#endif
+    if (q == e || *q != '"')
+        return FAST_NO;
+    *sp = (const char *)start;
+    *sn = (size_t)(q - start);
+    p->fpos = (const char *)q + 1;
+    return FAST_OK;
+}
+
+static inline bool is_digit(char c) { return (unsigned)(c - '0') < 10; }
+
+static int fast_number(tw_parser_t *p)
+{
+    const char *q = p->fpos, *e = p->fend, *start = q;
+    if (q < e && *q == '-')
+        q++;
+    if (q == e || !is_digit(*q))
+        return FAST_NO;
+    if (*q == '0') {
+        q++;
+    } else {
+        while (q < e && is_digit(*q))
+            q++;
+    }
+    if (q < e && *q == '.') {
+        q++;
+        if (q == e || !is_digit(*q))
+            return FAST_NO;
+        while (q < e && is_digit(*q))
+            q++;
+    }
+    if (q < e && (*q == 'e' || *q == 'E')) {
+        q++;
+        if (q < e && (*q == '+' || *q == '-'))
+            q++;
+        if (q == e || !is_digit(*q))
+            return FAST_NO;
+        while (q < e && is_digit(*q))
+            q++;
+    }
+    if (q - start > FAST_NUM_MAX)
+        return FAST_NO;
+    p->fpos = q;
+    return FAST_OK;
+}
+
+static int fast_literal(tw_parser_t *p, const char *word, size_t n)
+{
+    if ((size_t)(p->fend - p->fpos) < n || memcmp(p->fpos, word, n) != 0)
+        return FAST_NO;
+    p->fpos += n;
+    return FAST_OK;
+}
+
+/* One value at p->fpos (whitespace skipped before it); node is its trie
+ * node, or -1 when no configured path goes through it. */
+static int fast_value(tw_parser_t *p, int node, int depth)
+{
+    if (p->fpos == p->fend)
+        return FAST_NO;
+    jnode_t *jn = node >= 0 ? &p->nodes[node] : NULL;
+    const char *start = p->fpos;
+    int type;
+    switch (*p->fpos) {
+    case '{': {
+        if (depth >= FAST_DEPTH)
+            return FAST_NO;
+        if (jn) {
+            jn->gen = p->gen;
+            jn->type = cJSON_Object;
+        }
+        p->fpos++;
+        fast_ws(p);
+        if (p->fpos < p->fend && *p->fpos == '}') {
+            p->fpos++;
+            return FAST_OK;
+        }
+        for (;;) {
+            const char *k;
+            size_t kn;
+            if (p->fpos == p->fend || *p->fpos != '"' || fast_string(p, &k, &kn) != FAST_OK)
+                return FAST_NO;
+            fast_ws(p);
+            if (p->fpos == p->fend || *p->fpos != ':')
+                return FAST_NO;
+            p->fpos++;
+            fast_ws(p);
+            int c = -1;
+            if (node >= 0 && p->nodes[node].child >= 0) {
+                c = trie_child(p, node, k, kn);
+                if (c >= 0 && p->nodes[c].gen == p->gen)
+                    c = -1;   /* a duplicate key: the first one counts */
+            }
+            if (fast_value(p, c, depth + 1) != FAST_OK)
+                return FAST_NO;
+            fast_ws(p);
+            if (p->fpos == p->fend)
+                return FAST_NO;
+            char d = *p->fpos++;
+            if (d == '}')
+                return FAST_OK;
+            if (d != ',')
+                return FAST_NO;
+            fast_ws(p);
+        }
+    }
+    case '[': {
+        if (depth >= FAST_DEPTH)
+            return FAST_NO;
+        if (jn) {
+            jn->gen = p->gen;
+            jn->type = cJSON_Array;
+        }
+        p->fpos++;
+        fast_ws(p);
+        if (p->fpos < p->fend && *p->fpos == ']') {
+            p->fpos++;
+            return FAST_OK;
+        }
+        for (;;) {
+            if (fast_value(p, -1, depth + 1) != FAST_OK)
+                return FAST_NO;
+            fast_ws(p);
+            if (p->fpos == p->fend)
+                return FAST_NO;
+            char d = *p->fpos++;
+            if (d == ']')
+                return FAST_OK;
+            if (d != ',')
+                return FAST_NO;
+            fast_ws(p);
+        }
+    }
+    case '"': {
+        const char *v;
+        size_t vn;
+        if (fast_string(p, &v, &vn) != FAST_OK)
+            return FAST_NO;
+        if (jn) {
+            jn->gen = p->gen;
+            jn->type = cJSON_String;
+            jn->vp = v;
+            jn->vn = vn;
+        }
+        return FAST_OK;
+    }
+    case 't':
+        type = cJSON_True;
+        if (fast_literal(p, "true", 4) != FAST_OK)
+            return FAST_NO;
+        break;
+    case 'f':
+        type = cJSON_False;
+        if (fast_literal(p, "false", 5) != FAST_OK)
+            return FAST_NO;
+        break;
+    case 'n':
+        type = cJSON_NULL;
+        if (fast_literal(p, "null", 4) != FAST_OK)
+            return FAST_NO;
+        break;
+    default:
+        type = cJSON_Number;
+        if (fast_number(p) != FAST_OK)
+            return FAST_NO;
+        break;
+    }
+    if (jn) {
+        jn->gen = p->gen;
+        jn->type = (uint8_t)type;
+        jn->vp = start;
+        jn->vn = (size_t)(p->fpos - start);
+    }
+    return FAST_OK;
+}
+
+/* json_field() on the fast path's findings: the first alternative that
+ * holds a non-empty scalar. Returns FAST_NO when that would take a number
+ * (rendered by the cJSON path, to keep one definition of it). */
+static int fast_field(tw_parser_t *p, int slot, const jfield_t *jf, tw_slice_t *out)
+{
+    out->p = NULL;
+    out->n = 0;
+    for (size_t i = 0; i < jf->nalt; i++) {
+        const jnode_t *jn = &p->nodes[p->alt_node[slot][i]];
+        if (jn->gen != p->gen)
+            continue;   /* absent on this line */
+        switch (jn->type) {
+        case cJSON_String:
+            if (jn->vn == 0)
+                continue;
+            out->p = jn->vp;
+            out->n = jn->vn;
+            return FAST_OK;
+        case cJSON_Number:
+            return FAST_NO;
+        case cJSON_True:
+            out->p = "true";
+            out->n = 4;
+            return FAST_OK;
+        case cJSON_False:
+            out->p = "false";
+            out->n = 5;
+            return FAST_OK;
+        default:
+            continue;   /* null, object, array: absent */
+        }
+    }
+    return FAST_OK;
+}
+
+/* Scans the line and fills the event's slices; FAST_NO leaves the line to
+ * cJSON (ev untouched but for slices the cJSON path overwrites). */
+static int fast_json(tw_parser_t *p, const char *line, size_t len, tw_event_t *ev,
+                     tw_slice_t *time, tw_slice_t *rej, bool *ignored)
+{
+    const tw_format_t *f = p->fmt;
+    if (++p->gen == 0) {
+        for (size_t i = 0; i < p->nnodes; i++)
+            p->nodes[i].gen = 0;
+        p->gen = 1;
+    }
+    p->fpos = line;
+    p->fend = line + len;
+    fast_ws(p);
+    if (p->fpos == p->fend || *p->fpos != '{' || fast_value(p, 0, 0) != FAST_OK)
+        return FAST_NO;
+    fast_ws(p);
+    if (p->fpos != p->fend)
+        return FAST_NO;
+
+    *ignored = false;
+    if (f->filter.on) {
+        tw_slice_t v;
+        if (fast_field(p, SLOT_FILTER, f->filter.src, &v) != FAST_OK)
+            return FAST_NO;
+        if (!matcher_hit(&f->filter, v)) {
+            *ignored = true;
+            return FAST_OK;
+        }
+    }
+    tw_slice_t *dst[F_COUNT] = {
+        [F_TOKEN] = &ev->token, [F_IP] = &ev->ip,     [F_TIME] = time,
+        [F_RESULT] = &ev->result, [F_USER] = &ev->user, [F_PATH] = &ev->path,
+    };
+    for (int i = 0; i < F_COUNT; i++)
+        if (fast_field(p, i, &f->field[i], dst[i]) != FAST_OK)
+            return FAST_NO;
+    rej->p = NULL;
+    rej->n = 0;
+    if (f->rejected.on) {
+        if (f->rejected.field >= 0)
+            *rej = *dst[f->rejected.field];
+        else if (fast_field(p, SLOT_REJECTED, f->rejected.src, rej) != FAST_OK)
+            return FAST_NO;
+    }
+    return FAST_OK;
+}
+
 static tw_parse_status_t parse_json(tw_parser_t *p, const char *line, size_t len,
                                     int64_t ref_ns, tw_event_t *ev)
 {
     const tw_format_t *f = p->fmt;
+    /* The fast path takes no line with a NUL byte (nowhere in its grammar),
+     * so the NUL test below is only needed when it declines. */
+    if (p->fast_on) {
+        tw_slice_t time, rej;
+        bool ignored;
+        if (fast_json(p, line, len, ev, &time, &rej, &ignored) == FAST_OK) {
+            if (ignored)
+                return TW_PARSE_IGNORED;
+            return finish(f, ev, time, ref_ns, rej);
+        }
+        memset(ev, 0, sizeof *ev);
+    }
+
     /* A raw NUL is never valid JSON (RFC 8259 allows no unescaped control
      * characters), and cJSON would silently cut a string at it. */
     if (len == 0 || memchr(line, '\0', len))

@@ -1059,6 +1059,167 @@ static void test_foreign_hooks(const tw_formats_t *fs)
     tw_parser_free(p);
 }
 
+/* ---- the json fast path agrees with cJSON ------------------------------- */
+
+static bool same_slice(tw_slice_t a, tw_slice_t b)
+{
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+/* Parses one line with the fast path on and off; any difference in the
+ * outcome is a failure. Returns 1 when they differ. */
+static int fast_vs_cjson(tw_parser_t *fast, tw_parser_t *slow, const char *line, size_t len)
+{
+    tw_event_t a, b;
+    char *ca = NULL, *cb = NULL;
+    tw_parse_status_t sa = parse_copy(fast, line, len, FIXTURE_REF_NS, &a, &ca);
+    tw_parse_status_t sb = parse_copy(slow, line, len, FIXTURE_REF_NS, &b, &cb);
+    bool same = sa == sb;
+    if (same && sa == TW_PARSE_ERROR)
+        same = a.error == b.error && a.error_field == b.error_field;
+    if (same && sa == TW_PARSE_OK)
+        same = same_slice(a.token, b.token) && same_slice(a.ip, b.ip) &&
+               same_slice(a.user, b.user) && same_slice(a.path, b.path) &&
+               same_slice(a.result, b.result) && a.time_ns == b.time_ns &&
+               a.rejected == b.rejected;
+    if (!same) {
+        char *r = render(line, len);
+        fprintf(stderr, "fast path differs from cJSON (%s vs %s) on: %s\n", status_name(sa),
+                status_name(sb), r);
+        free(r);
+    }
+    free(ca);
+    free(cb);
+    return !same;
+}
+
+static void test_fast_json(const tw_formats_t *fs)
+{
+    static const char *const tricky[] = {
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"result\":\"ok\"}",
+        " \t{\"time\":\"2027-01-01T00:00:00Z\" , \"client\" : { \"ip\" : \"1.2.3.4\" } ,\"auth\":{\"token\":\"t\"}}\r\n ",
+        /* duplicates: the first wins, also when it is not an object */
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.1.1.1\",\"ip\":\"2.2.2.2\"},\"auth\":{\"token\":\"t\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":\"x\",\"client\":{\"ip\":\"2.2.2.2\"},\"auth\":{\"token\":\"t\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.1.1.1\"},\"client\":{\"ip\":\"2.2.2.2\"},\"auth\":{\"token\":\"t\",\"token\":\"u\"}}",
+        /* numbers, booleans, null, empty strings where fields are read */
+        "{\"time\":1798761600,\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"result\":401}",
+        "{\"time\":1798761600.5e0,\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"result\":-0}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":true,\"user\":false},\"result\":null}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"\"},\"auth\":{\"token\":\"t\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":[\"1.2.3.4\"]},\"auth\":{\"token\":{}}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"x\":[1,-2.5,3e+7,0.0E-1,[],{},[[{\"a\":[null,true,false]}]]]}",
+        /* escapes, control bytes, non-ASCII: cJSON decides */
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"a\\\"b\\u00e9\\n\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"a\tb\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"\xc3\xa9\xff\xfe\"}}",
+        "{\"ti\\u006de\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}",
+        "\xef\xbb\xbf{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}",
+        "\x0b{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}\x0c",
+        /* the same in longer strings (the scanner reads eight bytes at a time) */
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghi\\\"jklmnopqrstuvwxyz\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghijklmnopq\x01rstuvwxyz\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefgh\xc3\xa9ijklmnop\x7f\xffqrstuvwxyz\"}}",
+        /* what strict JSON rejects and cJSON takes, or neither takes */
+        "{\"time\":01,\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}",
+        "{\"time\":1.,\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"n\":-}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"n\":+1}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"n\":1e}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"n\":1234567890123456789012345678901234567890123456789012345678901234567890}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"a\":[1,]}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}} x",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}{}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":tru}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":nulll}}",
+        "{\"time\" \"x\"}", "{\"time\":}", "{,}", "{", "}", "{}", "[]", "\"x\"", "1", "",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"},\"result\":\"rejected\"}",
+        "{\"time\":\"not a time\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}",
+        /* vault-audit shapes: filter, alternatives, "error" */
+        "{\"type\":\"response\",\"time\":\"2027-01-01T00:00:00.123456Z\",\"auth\":{\"accessor\":\"hmac-sha256:ab\",\"display_name\":\"d\"},\"request\":{\"remote_address\":\"10.0.0.1\",\"path\":\"secret/x\"},\"error\":\"1 error occurred: permission denied\"}",
+        "{\"type\":\"request\",\"time\":\"2027-01-01T00:00:00Z\",\"auth\":{\"accessor\":\"a\"},\"request\":{\"remote_address\":\"10.0.0.1\"}}",
+        "{\"type\":\"response\",\"time\":\"2027-01-01T00:00:00Z\",\"auth\":{\"accessor\":\"\",\"client_token\":\"c\",\"entity_id\":\"e\"},\"request\":{\"remote_address\":\"10.0.0.1\",\"client_token_accessor\":\"r\"}}",
+        "{\"type\":[\"response\"],\"time\":\"2027-01-01T00:00:00Z\",\"auth\":{\"accessor\":\"a\"},\"request\":{\"remote_address\":\"10.0.0.1\"}}",
+    };
+    static const char *const fmts[] = {"generic-json", "vault-audit"};
+    /* NUL bytes (the fast path declines them; cJSON's path says invalid). */
+    static const char nul_line[] = "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":"
+                                   "\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghijk\0lmnop\"}}";
+    int bad = 0;
+    size_t n = 0;
+    for (size_t k = 0; k < sizeof fmts / sizeof fmts[0]; k++) {
+        const tw_format_t *f = tw_formats_find(fs, fmts[k]);
+        TW_CHECK(f != NULL);
+        if (!f)
+            continue;
+        tw_parser_t *fast = tw_parser_new(f), *slow = tw_parser_new(f);
+        tw_parser_json_fast(slow, false);
+        for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++, n++)
+            bad += fast_vs_cjson(fast, slow, tricky[i], strlen(tricky[i]));
+        for (size_t at = 0; at + 1 < sizeof nul_line; at++, n++) {
+            char l[sizeof nul_line];
+            memcpy(l, nul_line, sizeof l);
+            l[at] = '\0';   /* one NUL at every offset, the real one too */
+            bad += fast_vs_cjson(fast, slow, l, sizeof l - 1);
+            tw_event_t ev;
+            char *copy = NULL;
+            TW_CHECK_INT(parse_copy(fast, l, sizeof l - 1, FIXTURE_REF_NS, &ev, &copy),
+                         TW_PARSE_ERROR);
+            TW_CHECK_INT(ev.error, TW_PERR_INVALID_JSON);
+            free(copy);
+        }
+        /* Every prefix of every tricky line (truncated input). */
+        for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++)
+            for (size_t len = 0; len < strlen(tricky[i]); len++, n++)
+                bad += fast_vs_cjson(fast, slow, tricky[i], len);
+        /* The fixtures and the fuzz corpora, line by line. */
+        const char *files[] = {"testdata/formats/generic-json.log",
+                               "testdata/formats/generic-json.malformed.log",
+                               "testdata/formats/vault-audit.log",
+                               "testdata/formats/vault-audit.malformed.log"};
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+            char *path = tw_xasprintf("%s/%s", source_dir(), files[i]);
+            lines_t l;
+            if (read_lines(path, &l) == 0) {
+                for (size_t j = 0; j < l.count; j++, n++)
+                    bad += fast_vs_cjson(fast, slow, l.p[j], l.n[j]);
+                lines_free(&l);
+            }
+            free(path);
+        }
+        const char *corpora[] = {"parse_generic_json", "parse_vault_audit"};
+        for (size_t i = 0; i < 2; i++) {
+            char *dir = tw_xasprintf("%s/tests/fuzz/corpus/%s", source_dir(), corpora[i]);
+            DIR *d = opendir(dir);
+            struct dirent *de;
+            while (d && (de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                    continue;
+                char *path = tw_xasprintf("%s/%s", dir, de->d_name);
+                char *text;
+                size_t len;
+                tw_err_t err;
+                if (tw_read_file(path, &text, &len, &err) == 0) {
+                    n++;
+                    bad += fast_vs_cjson(fast, slow, text, len);
+                    free(text);
+                }
+                free(path);
+            }
+            if (d)
+                closedir(d);
+            free(dir);
+        }
+        tw_parser_free(fast);
+        tw_parser_free(slow);
+    }
+    TW_CHECK(n > 500);
+    TW_CHECK_INT(bad, 0);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/tw_test_format.XXXXXX");
@@ -1079,6 +1240,7 @@ int main(void)
         test_no_malloc(fs);
         test_threads(fs);
         test_foreign_hooks(fs);
+        test_fast_json(fs);
     }
     tw_formats_free(fs);
     rmdir(tmpdir);
