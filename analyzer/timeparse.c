@@ -175,20 +175,53 @@ static bool leap_second_ok(int64_t sod_local, int64_t offset_s)
     return sod_utc == SEC_PER_DAY - 1;
 }
 
-static int parse_rfc3339(const char *s, size_t n, int64_t *out_ns)
+/*
+ * The stamps of a log share their first 16 bytes ("YYYY-MM-DDTHH:MM") for a
+ * minute at a time, so each thread keeps the last valid such prefix and what
+ * it means; a line that repeats it byte for byte skips the date arithmetic.
+ */
+#define RFC3339_PREFIX 16
+static _Thread_local struct {
+    char text[RFC3339_PREFIX];
+    bool valid;
+    int64_t days;          /* tw_days_from_civil() of the date */
+    int64_t sod_minute;    /* h * 3600 + mi * 60 */
+} rfc3339_last;
+
+/* Reads and checks "YYYY-MM-DDTHH:MM" at s (at least 16 bytes). */
+static bool rfc3339_prefix(const char *s, int64_t *days, int64_t *sod_minute)
 {
-    unsigned y, mo, d, h, mi, sec;
-    /* Shortest valid form: YYYY-MM-DDTHH:MM:SSZ (20 bytes). */
-    if (n < 20)
-        return -1;
+    if (rfc3339_last.valid && memcmp(s, rfc3339_last.text, RFC3339_PREFIX) == 0) {
+        *days = rfc3339_last.days;
+        *sod_minute = rfc3339_last.sod_minute;
+        return true;
+    }
+    unsigned y, mo, d, h, mi;
     if (!read_digits(s, 4, &y) || s[4] != '-' || !read_digits(s + 5, 2, &mo) ||
         s[7] != '-' || !read_digits(s + 8, 2, &d) ||
         (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-        !read_digits(s + 11, 2, &h) || s[13] != ':' || !read_digits(s + 14, 2, &mi) ||
-        s[16] != ':' || !read_digits(s + 17, 2, &sec))
+        !read_digits(s + 11, 2, &h) || s[13] != ':' || !read_digits(s + 14, 2, &mi))
+        return false;
+    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59)
+        return false;
+    memcpy(rfc3339_last.text, s, RFC3339_PREFIX);
+    rfc3339_last.days = tw_days_from_civil(y, mo, d);
+    rfc3339_last.sod_minute = (int64_t)h * 3600 + mi * 60;
+    rfc3339_last.valid = true;
+    *days = rfc3339_last.days;
+    *sod_minute = rfc3339_last.sod_minute;
+    return true;
+}
+
+static int parse_rfc3339(const char *s, size_t n, int64_t *out_ns)
+{
+    unsigned sec;
+    int64_t days, sod_minute;
+    /* Shortest valid form: YYYY-MM-DDTHH:MM:SSZ (20 bytes). */
+    if (n < 20)
         return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
-        sec > 60)
+    if (!rfc3339_prefix(s, &days, &sod_minute) || s[16] != ':' ||
+        !read_digits(s + 17, 2, &sec) || sec > 60)
         return -1;
 
     size_t i = 19;
@@ -222,10 +255,10 @@ static int parse_rfc3339(const char *s, size_t n, int64_t *out_ns)
     if (i != n)
         return -1;
 
-    int64_t sod = (int64_t)h * 3600 + mi * 60 + (sec == 60 ? 59 : sec);
+    int64_t sod = sod_minute + (sec == 60 ? 59 : sec);
     if (sec == 60 && !leap_second_ok(sod, offset_s))
         return -1;
-    int64_t secs = tw_days_from_civil(y, mo, d) * SEC_PER_DAY + sod - offset_s;
+    int64_t secs = days * SEC_PER_DAY + sod - offset_s;
     return to_ns(secs, frac, out_ns) ? 0 : -1;
 }
 

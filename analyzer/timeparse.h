@@ -2,7 +2,9 @@
  * timeparse.h — allocation-free timestamp parsing for log lines.
  *
  * Results are nanoseconds since the Unix epoch (UTC). All functions are pure
- * and thread-safe; none calls strptime/mktime or touches the locale or TZ.
+ * and thread-safe (RFC 3339 parsing keeps a per-thread cache of the last
+ * date and minute it read, which changes no result); none calls
+ * strptime/mktime or touches the locale or TZ.
  */
 #ifndef TW_TIMEPARSE_H
 #define TW_TIMEPARSE_H

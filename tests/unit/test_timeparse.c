@@ -264,6 +264,41 @@ static void test_table(void)
     }
 }
 
+/* RFC 3339 parsing remembers the last date and minute it read: every row
+ * must give its result whatever row was parsed just before it, including a
+ * row with the same first 16 bytes. */
+static void test_after_every_row(void)
+{
+    size_t n = sizeof cases / sizeof cases[0];
+    long bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < n; j++) {
+            const tcase_t *a = &cases[i], *c = &cases[j];
+            int64_t got = 12345;
+            (void)tw_time_parse(a->fmt, a->s, a->n, a->ref, &got);
+            int rc = tw_time_parse(c->fmt, c->s, c->n, c->ref, &got);
+            if (c->ok ? (rc != 0 || got != c->want) : rc != -1) {
+                if (bad++ < 5)
+                    fprintf(stderr, "  row %zu after row %zu: rc=%d got=%" PRId64 "\n", j, i, rc,
+                            got);
+            }
+        }
+    }
+    TW_CHECK_INT(bad, 0);
+    /* A cached prefix does not vouch for the rest of the stamp. */
+    int64_t ns;
+    TW_CHECK_INT(tw_time_parse(TW_TIME_RFC3339, "2026-11-29T07:57:53Z", 20, 0, &ns), 0);
+    TW_CHECK_INT(tw_time_parse(TW_TIME_RFC3339, "2026-11-29T07:57:61Z", 20, 0, &ns), -1);
+    TW_CHECK_INT(tw_time_parse(TW_TIME_RFC3339, "2026-11-29T07:57:5xZ", 20, 0, &ns), -1);
+    TW_CHECK_INT(tw_time_parse(TW_TIME_RFC3339, "2026-11-29T07:57:60Z", 20, 0, &ns), -1);
+    TW_CHECK_INT(tw_time_parse(TW_TIME_RFC3339, "2026-11-29T07:57:59+01:00", 25, 0, &ns), 0);
+    TW_CHECK_INT(ns, 1795935479 * NS);
+    TW_CHECK_INT(tw_time_parse(TW_TIME_RFC3339, "2026-11-29 07:57:59Z", 20, 0, &ns), 0);
+    TW_CHECK_INT(ns, 1795939079 * NS);
+    TW_CHECK_INT(tw_time_parse(TW_TIME_RFC3339, "2026-02-29T07:57:59Z", 20, 0, &ns), -1);
+    TW_CHECK_INT(tw_time_parse(TW_TIME_RFC3339, "2026-02-29T07:57:59Z", 20, 0, &ns), -1);
+}
+
 /* An independent oracle: walk the calendar day by day with the month
  * lengths written out, and compare every date with tw_days_from_civil and
  * with a parsed "YYYY-MM-DDT00:00:00Z". */
@@ -375,6 +410,7 @@ static void test_names(void)
 int main(void)
 {
     test_table();
+    test_after_every_row();
     test_calendar_sweep();
     test_syslog_window();
     test_format_rfc3339();
