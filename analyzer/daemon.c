@@ -1088,6 +1088,8 @@ static void loop_one(tw_daemon_t *d)
         }
         set_ref_time(d, tw_now_ns());
         uint64_t got = tw_tail_poll(d->tail);
+        if (d->det)
+            tw_detect_flush(d->det);   /* the end of a round: every counted check judged */
         publish_all(d);
         if (d->resp)
             tw_respond_tick(d->resp, tw_now_ns());

@@ -534,6 +534,13 @@ struct tw_detect {
     tw_cell_t *c_tracked, *c_flagged, *c_evicted;
     tw_cell_t *c_geo[5];
     uint64_t geo_base[5];      /* counts of GeoIP handles replaced by a reload */
+
+    /* tw_detect_push()'s queue: the events and a copy of their bytes. */
+    tw_event_t q_ev[TW_DETECT_QUEUE];
+    const char *q_input[TW_DETECT_QUEUE];
+    size_t qn;
+    char *q_data;
+    size_t q_cap, q_used;
 };
 
 static void on_evict(void *ctx, const tw_token_t *victim)
@@ -612,6 +619,8 @@ static void derive(tw_detect_t *d)
 tw_detect_t *tw_detect_new(const tw_detect_opts_t *o)
 {
     tw_detect_t *d = tw_xcalloc(1, sizeof *d);
+    d->q_cap = TW_DETECT_QUEUE_BYTES;
+    d->q_data = tw_xmalloc(d->q_cap);
     d->rules = o->rules;
     d->geo = o->geo;
     d->key = o->key;
@@ -650,11 +659,13 @@ void tw_detect_free(tw_detect_t *d)
     free(d->ips);
     tw_tz_free(d->tz);
     tw_jw_free(&d->jw);
+    free(d->q_data);
     free(d);
 }
 
 void tw_detect_set_rules(tw_detect_t *d, const tw_rules_t *rules)
 {
+    tw_detect_flush(d);   /* queued events are judged by the rules they came under */
     d->rules = rules;
     register_rule_cells(d);
     derive(d);
@@ -882,32 +893,87 @@ static void loc_json(tw_jw_t *w, const tw_baseline_loc_t *l)
 
 /* ---- the hot path ------------------------------------------------------ */
 
-void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
+/*
+ * Cache misses dominate the hot path (the token and principal entries, the
+ * index slots that lead to them, the GeoIP cache set, the IP tracker set),
+ * so the work that depends on nothing but the event comes first, in
+ * prepare(): parse the address, hash the token, start loading the GeoIP
+ * cache's set, the IP tracker's set and the token's index slot. Alone
+ * (tw_detect_event) the GeoIP lookup then overlaps the slot's load. In a
+ * batch (tw_detect_events) later events are prepared while earlier ones are
+ * judged, and the loads that need an earlier one to have arrived (entry,
+ * principal slot, principal entry) are started a few events ahead too.
+ */
+typedef struct prep {
+    tw_geo_addr_t addr;
+    bool has_addr;
+    uint64_t id;
+    const tw_token_t *te;   /* batches: the entry when stage_entry() ran, a hint */
+} prep_t;
+
+static void prepare(tw_detect_t *d, const tw_event_t *ev, prep_t *pp)
+{
+    pp->has_addr = false;
+    pp->id = 0;
+    pp->te = NULL;
+    if (!d->rules || ev->token.n == 0)
+        return;
+    if (ev->ip.n && tw_geo_addr_parse(ev->ip.p, ev->ip.n, &pp->addr) == 0) {
+        pp->has_addr = true;
+        if (d->geo)
+            tw_geo_prefetch(d->geo, &pp->addr);
+        if (d->ip_window_s) {
+            const char *set =
+                (const char *)&d->ips[(ip_hash(d, &pp->addr) & (d->ip_sets - 1)) * IP_WAYS];
+            for (size_t off = 0; off < IP_WAYS * sizeof *d->ips + 63; off += 64)
+                __builtin_prefetch(set + off, 1, 3);
+        }
+    }
+    pp->id = tw_tokenid_of(d->key, ev->token);
+    tw_tokens_prefetch(d->tokens, pp->id);
+}
+
+/* The hot part of an entry (tokens.h: id, aux; baseline.h: up to and
+ * including asns), up to four lines as entries are not line-aligned. */
+static inline void prefetch_entry(const tw_token_t *te)
+{
+    for (size_t off = 0; off < offsetof(tw_token_t, b.hours) + 63; off += 64)
+        __builtin_prefetch((const char *)te + off, 1, 3);
+}
+
+/* Prefetch stages of a batch. They only read: the entry found by
+ * stage_entry() may be evicted and its memory reused (entries are never
+ * freed while the table lives, tokens.h) before the later stages read its
+ * aux or its event is judged; then a load was wasted, nothing else. */
+static void stage_entry(tw_detect_t *d, prep_t *pp)
+{
+    pp->te = pp->id ? tw_tokens_find(d->tokens, pp->id) : NULL;
+    if (pp->te)
+        prefetch_entry(pp->te);
+}
+
+static void stage_principal_slot(tw_detect_t *d, const prep_t *pp)
+{
+    if (pp->te && pp->te->aux)
+        tw_tokens_prefetch(d->principals, pp->te->aux);
+}
+
+static void stage_principal(tw_detect_t *d, const prep_t *pp)
+{
+    const tw_token_t *pe = pp->te && pp->te->aux ? tw_tokens_find(d->principals, pp->te->aux)
+                                                 : NULL;
+    if (pe)
+        prefetch_entry(pe);
+}
+
+static void judge(tw_detect_t *d, const char *input, const tw_event_t *ev, const prep_t *pp)
 {
     const tw_rules_t *R = d->rules;
     if (!R || ev->token.n == 0)
         return;
     d->events++;
-    /* Cache misses dominate: start loading the GeoIP cache's tag line and
-     * the IP tracker's set from the parsed address first, then the token
-     * table's index slot once the id is hashed; do the GeoIP lookup while
-     * the slot arrives, then start loading the entry (header, windows, hour
-     * profile) and do the IP tracker. */
-    tw_geo_addr_t addr;
-    const tw_geo_addr_t *ap = NULL;
-    if (ev->ip.n && tw_geo_addr_parse(ev->ip.p, ev->ip.n, &addr) == 0) {
-        ap = &addr;
-        if (d->geo)
-            tw_geo_prefetch(d->geo, ap);
-        if (d->ip_window_s) {
-            const char *set =
-                (const char *)&d->ips[(ip_hash(d, ap) & (d->ip_sets - 1)) * IP_WAYS];
-            for (size_t off = 0; off < IP_WAYS * sizeof *d->ips + 63; off += 64)
-                __builtin_prefetch(set + off, 1, 3);
-        }
-    }
-    uint64_t id = tw_tokenid_of(d->key, ev->token);
-    tw_tokens_prefetch(d->tokens, id);
+    const tw_geo_addr_t *ap = pp->has_addr ? &pp->addr : NULL;
+    uint64_t id = pp->id;
     tw_geo_result_t *g = &d->g;
     geo_of(d, ap, g);
     /* Recency at minute granularity (tokens.h): a token used again within
@@ -915,10 +981,7 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
     uint32_t minute = (uint32_t)(ev->time_ns / (60 * (int64_t)1000000000));
     bool created;
     tw_token_t *te = tw_tokens_get_at(d->tokens, id, ev->rejected, minute, &created);
-    /* The hot part of the entry (tokens.h: id, aux; baseline.h: up to and
-     * including asns), up to four lines as entries are not line-aligned. */
-    for (size_t off = 0; off < offsetof(tw_token_t, b.hours) + 63; off += 64)
-        __builtin_prefetch((const char *)te + off, 1, 3);
+    prefetch_entry(te);
     /* The source IP's failure tracker (its own clock: the event's time). */
     uint32_t ip_s = secs_u32(ev->time_ns);
     ip_entry_t *ipe = NULL;
@@ -1221,6 +1284,98 @@ void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
     }
 }
 
+void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
+{
+    prep_t p;
+    prepare(d, ev, &p);
+    judge(d, input, ev, &p);
+}
+
+/* How far ahead of the event being judged each stage works, in events. */
+#define AHEAD_RING 16
+enum { AHEAD_PREPARE = 12, AHEAD_ENTRY = 8, AHEAD_PSLOT = 4, AHEAD_PENTRY = 2 };
+
+void tw_detect_events(tw_detect_t *d, size_t n, tw_detect_get_fn get, void *ctx)
+{
+    struct {
+        const char *input;
+        tw_event_t ev;
+        prep_t p;
+    } r[AHEAD_RING];
+    /* Step k judges event k - AHEAD_PREPARE (whose slot is then free),
+     * prepares event k and runs the other stages on the events between. */
+    for (size_t k = 0; k < n + AHEAD_PREPARE; k++) {
+        if (k >= AHEAD_PREPARE) {
+            size_t j = (k - AHEAD_PREPARE) % AHEAD_RING;
+            judge(d, r[j].input, &r[j].ev, &r[j].p);
+        }
+        if (k < n) {
+            size_t j = k % AHEAD_RING;
+            get(ctx, k, &r[j].input, &r[j].ev);
+            prepare(d, &r[j].ev, &r[j].p);
+        }
+        size_t e;
+        if (k >= AHEAD_PREPARE - AHEAD_ENTRY && (e = k - (AHEAD_PREPARE - AHEAD_ENTRY)) < n)
+            stage_entry(d, &r[e % AHEAD_RING].p);
+        if (k >= AHEAD_PREPARE - AHEAD_PSLOT && (e = k - (AHEAD_PREPARE - AHEAD_PSLOT)) < n)
+            stage_principal_slot(d, &r[e % AHEAD_RING].p);
+        if (k >= AHEAD_PREPARE - AHEAD_PENTRY && (e = k - (AHEAD_PREPARE - AHEAD_PENTRY)) < n)
+            stage_principal(d, &r[e % AHEAD_RING].p);
+    }
+}
+
+/* ---- the queue of tw_detect_push() ---- */
+
+static void queued_get(void *ctx, size_t i, const char **input, tw_event_t *ev)
+{
+    const tw_detect_t *d = ctx;
+    *input = d->q_input[i];
+    *ev = d->q_ev[i];
+}
+
+void tw_detect_flush(tw_detect_t *d)
+{
+    if (d->qn == 0)
+        return;
+    tw_detect_events(d, d->qn, queued_get, d);
+    d->qn = 0;
+    d->q_used = 0;
+}
+
+static tw_slice_t queue_copy(tw_detect_t *d, tw_slice_t s)
+{
+    if (s.n == 0)
+        return (tw_slice_t){NULL, 0};
+    char *at = d->q_data + d->q_used;
+    memcpy(at, s.p, s.n);
+    d->q_used += s.n;
+    return (tw_slice_t){at, s.n};
+}
+
+void tw_detect_push(tw_detect_t *d, const char *input, const tw_event_t *ev)
+{
+    size_t need = ev->token.n + ev->ip.n + ev->user.n + ev->path.n;
+    if (need > d->q_cap - d->q_used) {
+        tw_detect_flush(d);
+        if (need > d->q_cap) {
+            /* Only with an empty queue: no queued slice points into it. */
+            d->q_cap = need;
+            d->q_data = tw_xrealloc(d->q_data, d->q_cap);
+        }
+    }
+    tw_event_t *q = &d->q_ev[d->qn];
+    memset(q, 0, sizeof *q);
+    q->token = queue_copy(d, ev->token);
+    q->ip = queue_copy(d, ev->ip);
+    q->user = queue_copy(d, ev->user);
+    q->path = queue_copy(d, ev->path);
+    q->time_ns = ev->time_ns;
+    q->rejected = ev->rejected;
+    d->q_input[d->qn] = input;
+    if (++d->qn == TW_DETECT_QUEUE)
+        tw_detect_flush(d);
+}
+
 uint32_t tw_detect_rate_window(const tw_detect_t *d) { return d->rate_window_s; }
 
 void tw_detect_want(tw_detect_t *d, uint64_t token_id)
@@ -1307,6 +1462,7 @@ static bool reintern(void *ctx, const tw_token_t *e)
 
 void tw_detect_set_geo(tw_detect_t *d, tw_geo_t *geo)
 {
+    tw_detect_flush(d);   /* with the handle the caller may close next */
     if (d->geo) {
         uint64_t v[5];
         geo_counts(d->geo, v);
@@ -1381,6 +1537,7 @@ void tw_detect_recount(tw_detect_t *d)
 
 void tw_detect_clear(tw_detect_t *d)
 {
+    tw_detect_flush(d);
     size_t tmax = tw_tokens_capacity(d->tokens), pmax = tw_tokens_capacity(d->principals);
     tw_tokens_free(d->tokens);
     tw_tokens_free(d->principals);

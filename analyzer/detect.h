@@ -167,6 +167,27 @@ void tw_detect_set_rules(tw_detect_t *d, const tw_rules_t *rules);
  * outlives the call). */
 void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev);
 
+/* Judges n events in order, exactly as n tw_detect_event() calls would,
+ * but starts the memory loads of each (GeoIP cache and IP tracker sets,
+ * token and principal index slots and entries) a few events before it is
+ * judged, so that they overlap (detect.c, "prepare"). get fills event i;
+ * its slices must stay valid until this returns. */
+typedef void (*tw_detect_get_fn)(void *ctx, size_t i, const char **input, tw_event_t *ev);
+void tw_detect_events(tw_detect_t *d, size_t n, tw_detect_get_fn get, void *ctx);
+
+/* A queue in front of tw_detect_events() for one thread that parses and
+ * judges: push copies the event's token, ip, user and path bytes (the
+ * parser's slices die at its next line) and judges a full queue of
+ * TW_DETECT_QUEUE events, or a shorter one when TW_DETECT_QUEUE_BYTES (or
+ * the one event's size, if larger) would be exceeded; flush judges what is
+ * queued. Until then a pushed event has not been judged: call flush at the
+ * end of every read round, before reading the detector's state, and before
+ * the input name is freed. set_rules, set_geo and clear flush first. */
+#define TW_DETECT_QUEUE 128
+#define TW_DETECT_QUEUE_BYTES (64 * 1024)
+void tw_detect_push(tw_detect_t *d, const char *input, const tw_event_t *ev);
+void tw_detect_flush(tw_detect_t *d);
+
 /* Copies the counters into the metric cells (after each read round). */
 void tw_detect_publish(tw_detect_t *d);
 

@@ -166,7 +166,7 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
             break;
         }
         if (in->det)
-            tw_detect_event(in->det, in->name, &in->ev);
+            tw_detect_push(in->det, in->name, &in->ev);
         else if (in->handoff)
             tw_handoff_push(in->handoff, in->name, &in->ev);
         break;
@@ -180,15 +180,14 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
     }
 }
 
+static void batch_get(void *ctx, size_t i, const char **input, tw_event_t *ev)
+{
+    tw_handoff_batch_get(ctx, i, input, ev);
+}
+
 void tw_input_detect_batch(tw_detect_t *det, const tw_handoff_batch_t *b)
 {
-    size_t n = tw_handoff_batch_len(b);
-    for (size_t i = 0; i < n; i++) {
-        const char *input;
-        tw_event_t ev;
-        tw_handoff_batch_get(b, i, &input, &ev);
-        tw_detect_event(det, input, &ev);
-    }
+    tw_detect_events(det, tw_handoff_batch_len(b), batch_get, (void *)b);
 }
 
 void tw_input_publish(tw_input_t *in, uint64_t lag_bytes)

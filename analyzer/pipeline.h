@@ -74,7 +74,9 @@ void tw_input_set_future_limit(tw_input_t *in, int64_t ahead_ns);
 bool tw_line_is_blank(const char *line, size_t len);
 
 /* Attaches a detector (borrowed; NULL detaches): every parsed check is
- * passed to tw_detect_event() after it is counted. */
+ * passed to tw_detect_push() after it is counted; the caller flushes the
+ * detector (tw_detect_flush) at the end of each read round and before it
+ * frees the input (queued events carry its name). */
 void tw_input_set_detector(tw_input_t *in, tw_detect_t *det);
 
 /* Attaches a handoff queue (borrowed; NULL detaches): every parsed check is
@@ -83,8 +85,8 @@ void tw_input_set_detector(tw_input_t *in, tw_detect_t *det);
  * stays valid until tw_input_free(): drain h before freeing the input. */
 void tw_input_set_handoff(tw_input_t *in, tw_handoff_t *h);
 
-/* The analysis thread's half of tw_input_line() with "threads": 2: passes
- * every event of a taken batch, in order, to tw_detect_event(). */
+/* The analysis thread's half of tw_input_line() with "threads": 2: judges
+ * every event of a taken batch, in order (tw_detect_events). */
 void tw_input_detect_batch(tw_detect_t *det, const tw_handoff_batch_t *b);
 
 /* The hot path: one complete line. */

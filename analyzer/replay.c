@@ -277,6 +277,8 @@ int tw_cmd_replay(const tw_cli_t *cli)
         long long n = replay_file(cli->args[i], in, c);
         if (rd.ho)
             tw_handoff_drain(rd.ho);   /* its events carry its name */
+        else if (rd.det)
+            tw_detect_flush(rd.det);
         if (n < 0) {
             rc = TW_EXIT_FAILURE;
         } else {

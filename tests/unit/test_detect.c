@@ -4,7 +4,6 @@
 #include "detect.h"
 #include "tw_test.h"
 
-#include <ftw.h>
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -97,14 +96,6 @@ static void learn_office(tw_detect_t *d, const char *ip, const char *user, const
 }
 
 
-/* nftw callback: removes the temp tree without a shell. */
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 int main(void)
 {
     const char *src = getenv("TW_SOURCE_DIR");
@@ -363,7 +354,7 @@ int main(void)
     tw_geo_close(geo);
     tw_geo_close(geo_asn);
     tw_tokenid_free(key);
-    if (nftw(tmpl, remove_entry, 8, FTW_DEPTH | FTW_PHYS) != 0)
+    if (tw_test_rmtree(tmpl) != 0)
         return 1;
     return tw_test_done();
 }

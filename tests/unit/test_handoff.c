@@ -20,7 +20,6 @@
 #include "tokenid.h"
 #include "tw_test.h"
 
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -351,14 +350,6 @@ static size_t make_line(char *buf, size_t cap, size_t i)
                             tok * 2654435761u % 0xffffffffu, tok, rej ? "denied" : "ok");
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void test_pipeline_same_output(void)
 {
     char path[1024];
@@ -399,6 +390,7 @@ static void test_pipeline_same_output(void)
         tw_input_line(in1, line, n);
         tw_input_line(in2, line, n);
     }
+    tw_detect_flush(d1);   /* the end of in1's read round (pipeline.h) */
     tw_handoff_close(h);
     pthread_join(t, NULL);
 
@@ -431,7 +423,7 @@ static void test_pipeline_same_output(void)
     tw_format_free(fmt);
     free(one.buf);
     free(two.buf);
-    nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    tw_test_rmtree(dir);
 }
 
 int main(void)

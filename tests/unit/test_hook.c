@@ -15,7 +15,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -946,15 +945,6 @@ static void test_free_kills_running(void)
     free(p);
 }
 
-/* nftw callback: removes the temp tree without a shell. */
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 int main(void)
 {
     tw_log_setup(getenv("TW_TEST_VERBOSE") ? TW_LOG_DEBUG : TW_LOG_WARN, TW_LOG_PLAIN);
@@ -977,7 +967,7 @@ int main(void)
     test_stderr_tail();
     test_free_kills_running();
 
-    if (!getenv("TW_TEST_KEEP") && nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS) != 0)
+    if (!getenv("TW_TEST_KEEP") && tw_test_rmtree(dir) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
     return tw_test_done();
 }

@@ -11,7 +11,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <signal.h>
 #include <sodium.h>
@@ -226,14 +225,6 @@ static int load_expect(const char *path, int want_rc, const char *want, tw_geo_t
     }
     tw_detect_free(d);
     return rc;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
 }
 
 static tw_token_t *put(tw_detect_t *d, uint64_t id)
@@ -796,6 +787,6 @@ hostile:
     tw_geo_close(geo);
     tw_geo_close(geo2);
     tw_tokenid_free(k);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tw_test_rmtree(dir);
     return tw_test_done();
 }

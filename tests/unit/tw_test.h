@@ -5,6 +5,7 @@
 #ifndef TW_TEST_H
 #define TW_TEST_H
 
+#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,6 +59,22 @@ static int tw_test_pass, tw_test_fail;
                     __FILE__, __LINE__, #s, tw_e_, (int)(s).n, (s).p ? (s).p : ""); \
         }                                                                     \
     } while (0)
+
+/* nftw callback of tw_test_rmtree(). */
+static inline int tw_test_rm_entry(const char *path, const struct stat *st, int flag,
+                                   struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Removes a test's temporary tree, without a shell. 0, or -1. */
+static inline int tw_test_rmtree(const char *dir)
+{
+    return nftw(dir, tw_test_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 static inline int tw_test_done(void)
 {
