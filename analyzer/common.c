@@ -97,6 +97,7 @@ static int64_t clock_ns(clockid_t id)
 
 int64_t tw_now_ns(void) { return clock_ns(CLOCK_REALTIME); }
 int64_t tw_mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
+int64_t tw_thread_cpu_ns(void) { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
 
 char *tw_u64_digits(uint64_t v, char *end)
 {

@@ -47,9 +47,11 @@ static inline bool tw_slice_eq(tw_slice_t s, const char *lit, size_t litn)
     return s.n == litn && (litn == 0 || memcmp(s.p, lit, litn) == 0);
 }
 
-/* Wall clock (CLOCK_REALTIME) and monotonic clock, in nanoseconds. */
+/* Wall clock (CLOCK_REALTIME), monotonic clock and the calling thread's
+ * CPU time, in nanoseconds. */
 int64_t tw_now_ns(void);
 int64_t tw_mono_ns(void);
+int64_t tw_thread_cpu_ns(void);
 
 /* Writes the decimal digits of v so that they end just before end (20
  * bytes before it suffice) and returns where they start. No NUL. */

@@ -178,7 +178,7 @@ static int add_input(tw_daemon_t *d, const tw_input_conf_t *ic, const tw_state_i
 {
     tw_input_t *in = tw_input_new(ic->name, ic->format, d->metrics);
     if (d->ho)
-        tw_input_set_handoff(in, d->ho);
+        tw_input_set_handoff(in, d->ho, d->det);
     else
         tw_input_set_detector(in, d->det);
     tw_input_set_future_limit(in, TW_FUTURE_LIMIT_NS);
@@ -963,7 +963,7 @@ static void stop_analysis(tw_daemon_t *d)
              (unsigned long long)hs.producer_waits, (unsigned long long)hs.consumer_waits);
     /* The inputs keep a pointer to the queue but push nothing any more. */
     for (size_t i = 0; i < d->ninputs; i++)
-        tw_input_set_handoff(d->inputs[i].input, NULL);
+        tw_input_set_handoff(d->inputs[i].input, NULL, NULL);
     tw_handoff_free(d->ho);
     d->ho = NULL;
 }

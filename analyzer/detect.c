@@ -521,7 +521,6 @@ struct tw_detect {
     tw_detect_sink_fn sink;
     void *sink_ctx;
     tw_detect_want_fn want;
-    tw_geo_result_t g;
 
     /* Derived from the rules. */
     uint32_t rate_window_s, fail_window_s, ip_window_s;
@@ -898,39 +897,96 @@ static void loc_json(tw_jw_t *w, const tw_baseline_loc_t *l)
  * index slots that lead to them, the GeoIP cache set, the IP tracker set),
  * so the work that depends on nothing but the event comes first, in
  * prepare(): parse the address, hash the token, start loading the GeoIP
- * cache's set, the IP tracker's set and the token's index slot. Alone
- * (tw_detect_event) the GeoIP lookup then overlaps the slot's load. In a
- * batch (tw_detect_events) later events are prepared while earlier ones are
- * judged, and the loads that need an earlier one to have arrived (entry,
- * principal slot, principal entry) are started a few events ahead too.
+ * cache's set, the IP tracker's set and the token's index slot. In a batch
+ * (tw_detect_events) later events are prepared while earlier ones are
+ * judged, and the work that needs an earlier load to have arrived (GeoIP
+ * lookup, entry, principal slot, principal entry) is started a few events
+ * ahead too. An event may come with its enrichment done (tw_detect_enrich
+ * on the reader thread): then only the table loads are left.
  */
 typedef struct prep {
-    tw_geo_addr_t addr;
+    const tw_detect_pre_t *pre;   /* &own, or the caller's */
+    tw_detect_pre_t own;
+    tw_geo_addr_t addr;           /* own: the parsed address until the lookup */
     bool has_addr;
-    uint64_t id;
-    const tw_token_t *te;   /* batches: the entry when stage_entry() ran, a hint */
+    bool geo_pending;             /* own.geo not looked up yet */
+    const tw_token_t *te;         /* batches: the entry when stage_entry() ran, a hint */
 } prep_t;
 
-static void prepare(tw_detect_t *d, const tw_event_t *ev, prep_t *pp)
+/* Parses the address and hashes the token: false when the event is not
+ * judged (no rules, no token). */
+static bool enrich_begin(tw_detect_t *d, const tw_event_t *ev, tw_detect_pre_t *out,
+                         tw_geo_addr_t *addr, bool *has_addr)
 {
-    pp->has_addr = false;
-    pp->id = 0;
-    pp->te = NULL;
+    out->id = 0;
+    *has_addr = false;
     if (!d->rules || ev->token.n == 0)
+        return false;
+    *has_addr = ev->ip.n && tw_geo_addr_parse(ev->ip.p, ev->ip.n, addr) == 0;
+    out->id = tw_tokenid_of(d->key, ev->token);
+    return true;
+}
+
+void tw_detect_enrich(tw_detect_t *d, const tw_event_t *ev, bool geo, tw_detect_pre_t *out)
+{
+    tw_geo_addr_t addr;
+    bool has_addr;
+    bool judged = enrich_begin(d, ev, out, &addr, &has_addr);
+    out->geo_done = judged && geo;
+    if (out->geo_done) {
+        geo_of(d, has_addr ? &addr : NULL, &out->geo);
         return;
-    if (ev->ip.n && tw_geo_addr_parse(ev->ip.p, ev->ip.n, &pp->addr) == 0) {
-        pp->has_addr = true;
-        if (d->geo)
-            tw_geo_prefetch(d->geo, &pp->addr);
-        if (d->ip_window_s) {
-            const char *set =
-                (const char *)&d->ips[(ip_hash(d, &pp->addr) & (d->ip_sets - 1)) * IP_WAYS];
-            for (size_t off = 0; off < IP_WAYS * sizeof *d->ips + 63; off += 64)
-                __builtin_prefetch(set + off, 1, 3);
+    }
+    memset(&out->geo, 0, sizeof out->geo);
+    if (has_addr)
+        out->geo.addr = addr;
+}
+
+static void prepare(tw_detect_t *d, const tw_event_t *ev, const tw_detect_pre_t *given,
+                    prep_t *pp)
+{
+    pp->te = NULL;
+    pp->geo_pending = false;
+    const tw_geo_addr_t *a = NULL;
+    if (given && given->geo_done) {
+        pp->pre = given;
+        if (!d->rules || ev->token.n == 0)
+            return;
+        if (given->geo.addr.family)
+            a = &given->geo.addr;
+    } else {
+        /* The lookup (and without given, everything) is left to do here. */
+        pp->pre = &pp->own;
+        if (given) {
+            pp->own.id = given->id;
+            if (!d->rules || ev->token.n == 0)
+                return;
+            pp->has_addr = given->geo.addr.family != 0;
+            pp->addr = given->geo.addr;
+        } else if (!enrich_begin(d, ev, &pp->own, &pp->addr, &pp->has_addr)) {
+            return;
+        }
+        pp->geo_pending = true;
+        if (pp->has_addr) {
+            a = &pp->addr;
+            if (d->geo)
+                tw_geo_prefetch(d->geo, a);
         }
     }
-    pp->id = tw_tokenid_of(d->key, ev->token);
-    tw_tokens_prefetch(d->tokens, pp->id);
+    if (a && d->ip_window_s) {
+        const char *set = (const char *)&d->ips[(ip_hash(d, a) & (d->ip_sets - 1)) * IP_WAYS];
+        for (size_t off = 0; off < IP_WAYS * sizeof *d->ips + 63; off += 64)
+            __builtin_prefetch(set + off, 1, 3);
+    }
+    tw_tokens_prefetch(d->tokens, pp->pre->id);
+}
+
+static void stage_geo(tw_detect_t *d, prep_t *pp)
+{
+    if (!pp->geo_pending)
+        return;
+    geo_of(d, pp->has_addr ? &pp->addr : NULL, &pp->own.geo);
+    pp->geo_pending = false;
 }
 
 /* The hot part of an entry (tokens.h: id, aux; baseline.h: up to and
@@ -947,7 +1003,7 @@ static inline void prefetch_entry(const tw_token_t *te)
  * aux or its event is judged; then a load was wasted, nothing else. */
 static void stage_entry(tw_detect_t *d, prep_t *pp)
 {
-    pp->te = pp->id ? tw_tokens_find(d->tokens, pp->id) : NULL;
+    pp->te = pp->pre->id ? tw_tokens_find(d->tokens, pp->pre->id) : NULL;
     if (pp->te)
         prefetch_entry(pp->te);
 }
@@ -966,16 +1022,15 @@ static void stage_principal(tw_detect_t *d, const prep_t *pp)
         prefetch_entry(pe);
 }
 
-static void judge(tw_detect_t *d, const char *input, const tw_event_t *ev, const prep_t *pp)
+static void judge(tw_detect_t *d, const char *input, const tw_event_t *ev, prep_t *pp)
 {
     const tw_rules_t *R = d->rules;
     if (!R || ev->token.n == 0)
         return;
     d->events++;
-    const tw_geo_addr_t *ap = pp->has_addr ? &pp->addr : NULL;
-    uint64_t id = pp->id;
-    tw_geo_result_t *g = &d->g;
-    geo_of(d, ap, g);
+    stage_geo(d, pp);
+    uint64_t id = pp->pre->id;
+    const tw_geo_result_t *g = &pp->pre->geo;
     /* Recency at minute granularity (tokens.h): a token used again within
      * the minute of its last move to the front stays put. */
     uint32_t minute = (uint32_t)(ev->time_ns / (60 * (int64_t)1000000000));
@@ -1287,13 +1342,13 @@ static void judge(tw_detect_t *d, const char *input, const tw_event_t *ev, const
 void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev)
 {
     prep_t p;
-    prepare(d, ev, &p);
+    prepare(d, ev, NULL, &p);
     judge(d, input, ev, &p);
 }
 
 /* How far ahead of the event being judged each stage works, in events. */
 #define AHEAD_RING 16
-enum { AHEAD_PREPARE = 12, AHEAD_ENTRY = 8, AHEAD_PSLOT = 4, AHEAD_PENTRY = 2 };
+enum { AHEAD_PREPARE = 12, AHEAD_ENTRY = 8, AHEAD_GEO = 6, AHEAD_PSLOT = 4, AHEAD_PENTRY = 2 };
 
 void tw_detect_events(tw_detect_t *d, size_t n, tw_detect_get_fn get, void *ctx)
 {
@@ -1311,12 +1366,15 @@ void tw_detect_events(tw_detect_t *d, size_t n, tw_detect_get_fn get, void *ctx)
         }
         if (k < n) {
             size_t j = k % AHEAD_RING;
-            get(ctx, k, &r[j].input, &r[j].ev);
-            prepare(d, &r[j].ev, &r[j].p);
+            const tw_detect_pre_t *given = NULL;
+            get(ctx, k, &r[j].input, &r[j].ev, &given);
+            prepare(d, &r[j].ev, given, &r[j].p);
         }
         size_t e;
         if (k >= AHEAD_PREPARE - AHEAD_ENTRY && (e = k - (AHEAD_PREPARE - AHEAD_ENTRY)) < n)
             stage_entry(d, &r[e % AHEAD_RING].p);
+        if (k >= AHEAD_PREPARE - AHEAD_GEO && (e = k - (AHEAD_PREPARE - AHEAD_GEO)) < n)
+            stage_geo(d, &r[e % AHEAD_RING].p);
         if (k >= AHEAD_PREPARE - AHEAD_PSLOT && (e = k - (AHEAD_PREPARE - AHEAD_PSLOT)) < n)
             stage_principal_slot(d, &r[e % AHEAD_RING].p);
         if (k >= AHEAD_PREPARE - AHEAD_PENTRY && (e = k - (AHEAD_PREPARE - AHEAD_PENTRY)) < n)
@@ -1326,11 +1384,13 @@ void tw_detect_events(tw_detect_t *d, size_t n, tw_detect_get_fn get, void *ctx)
 
 /* ---- the queue of tw_detect_push() ---- */
 
-static void queued_get(void *ctx, size_t i, const char **input, tw_event_t *ev)
+static void queued_get(void *ctx, size_t i, const char **input, tw_event_t *ev,
+                       const tw_detect_pre_t **pre)
 {
     const tw_detect_t *d = ctx;
     *input = d->q_input[i];
     *ev = d->q_ev[i];
+    *pre = NULL;
 }
 
 void tw_detect_flush(tw_detect_t *d)

@@ -167,12 +167,34 @@ void tw_detect_set_rules(tw_detect_t *d, const tw_rules_t *rules);
  * outlives the call). */
 void tw_detect_event(tw_detect_t *d, const char *input, const tw_event_t *ev);
 
+/* What judging an event needs that depends only on the event, the token-id
+ * key and the GeoIP database: the token id and the source address, parsed
+ * (geo.addr; family 0: none, or not an address) and, when geo_done,
+ * geolocated (the rest of geo). id is 0 when the event will not be judged
+ * (no rules, no token). */
+typedef struct tw_detect_pre {
+    uint64_t id;
+    bool geo_done;
+    tw_geo_result_t geo;
+} tw_detect_pre_t;
+
+/* Fills *out for ev; looks the address up only when geo is true. With
+ * "threads": 2 the reader thread calls this for every check it hands over,
+ * so that the analysis thread has less to do; geo is true only while the
+ * handoff queue says so (tw_handoff_reader_geo), so that one thread at a
+ * time uses the detector's GeoIP handle (its cache and counters). Not
+ * concurrently with tw_detect_set_rules, tw_detect_set_geo or
+ * tw_detect_free. */
+void tw_detect_enrich(tw_detect_t *d, const tw_event_t *ev, bool geo, tw_detect_pre_t *out);
+
 /* Judges n events in order, exactly as n tw_detect_event() calls would,
  * but starts the memory loads of each (GeoIP cache and IP tracker sets,
  * token and principal index slots and entries) a few events before it is
- * judged, so that they overlap (detect.c, "prepare"). get fills event i;
- * its slices must stay valid until this returns. */
-typedef void (*tw_detect_get_fn)(void *ctx, size_t i, const char **input, tw_event_t *ev);
+ * judged, so that they overlap (detect.c, "prepare"). get fills event i
+ * and sets *pre to its tw_detect_enrich() result, or to NULL to have it
+ * done here; the slices and *pre must stay valid until this returns. */
+typedef void (*tw_detect_get_fn)(void *ctx, size_t i, const char **input, tw_event_t *ev,
+                                 const tw_detect_pre_t **pre);
 void tw_detect_events(tw_detect_t *d, size_t n, tw_detect_get_fn get, void *ctx);
 
 /* A queue in front of tw_detect_events() for one thread that parses and

@@ -27,6 +27,8 @@ typedef struct rec {
     uint32_t off[F__COUNT];
     uint32_t len[F__COUNT];
     bool rejected;
+    bool has_pre;
+    tw_detect_pre_t pre;
 } rec_t;
 
 struct tw_handoff_batch {
@@ -53,13 +55,21 @@ struct tw_handoff {
     bool closed;
     bool sleeping; /* the consumer is (about to be) in poll() */
     tw_handoff_stats_t st;
+    int64_t consumer_cpu;    /* CPU time the consumer spent between take and release */
 
     /* Producer only. */
     size_t put_i;
     tw_handoff_batch_t *cur; /* being filled, NULL when none is acquired */
+    bool reader_geo;         /* tw_handoff_reader_geo() */
+    bool geo_turn_on;        /* decided, applied once nothing is outstanding */
+    size_t win_batches;      /* batches published in the current window */
+    int64_t win_prod_cpu;    /* the producer's CPU time when the window began */
+    int64_t win_cons_cpu;    /* consumer_cpu then */
 
     /* Consumer only. */
     size_t rel_i;
+    size_t held;             /* taken, not yet released */
+    int64_t busy_mark;       /* its CPU time at the last take (of none held) or release */
 };
 
 tw_handoff_t *tw_handoff_new(size_t nbatches, size_t arena_bytes, size_t max_events)
@@ -112,6 +122,42 @@ static void wake_consumer(tw_handoff_t *h)
     (void)r;
 }
 
+/*
+ * Who looks addresses up in GeoIP (handoff.h, tw_handoff_reader_geo). Over
+ * each window of GEO_WINDOW published batches the queue compares the CPU
+ * time the producer spent (reading, parsing, enriching) with the time the
+ * consumer spent on the batches it took (judging). When the consumer's is
+ * GEO_ON_PCT % of the producer's or more, the consumer bounds the rate and
+ * the lookups move to the producer; when, with the lookups there, the
+ * producer's is GEO_OFF_PCT % of the consumer's or more, they move back.
+ * Between the two nothing changes: a move to the producer costs a drain.
+ * Moving them back is immediate (the reader stops, the analysis thread
+ * looks up what comes without a result). Moving them to the reader waits,
+ * at the reader's next tw_handoff_reader_geo() call, until every event
+ * pushed without a lookup has been handed over and released, so that the
+ * two threads never use the GeoIP handle at the same time.
+ */
+#define GEO_WINDOW 16
+#define GEO_ON_PCT 175
+#define GEO_OFF_PCT 140
+
+static void decide_geo_locked(tw_handoff_t *h)
+{
+    if (++h->win_batches < GEO_WINDOW)
+        return;
+    int64_t now = tw_thread_cpu_ns();
+    int64_t prod = now - h->win_prod_cpu, cons = h->consumer_cpu - h->win_cons_cpu;
+    h->win_batches = 0;
+    h->win_prod_cpu = now;
+    h->win_cons_cpu = h->consumer_cpu;
+    if (!h->reader_geo && cons * 100 >= prod * GEO_ON_PCT) {
+        h->geo_turn_on = true;
+    } else if (h->reader_geo && prod * 100 >= cons * GEO_OFF_PCT) {
+        h->reader_geo = false;
+        h->st.geo_moves++;
+    }
+}
+
 /* Publishes h->cur (mu held). Returns true when the consumer must be woken
  * (done after unlocking, to keep the syscall out of the critical section). */
 static bool publish_locked(tw_handoff_t *h)
@@ -125,6 +171,7 @@ static bool publish_locked(tw_handoff_t *h)
     h->st.events += b->n;
     if (b->big)
         h->st.big_batches++;
+    decide_geo_locked(h);
     bool wake = h->sleeping;
     h->sleeping = false;
     return wake;
@@ -139,6 +186,23 @@ void tw_handoff_flush(tw_handoff_t *h)
     pthread_mutex_unlock(&h->mu);
     if (wake)
         wake_consumer(h);
+}
+
+bool tw_handoff_reader_geo(tw_handoff_t *h)
+{
+    if (h->geo_turn_on) {
+        /* Events pushed without a lookup may wait in the batch being
+         * filled or in published ones: hand them all over and wait until
+         * they are judged, so that the consumer's last lookup happens
+         * before the producer's first. */
+        tw_handoff_drain(h);
+        h->geo_turn_on = false;
+        h->reader_geo = true;
+        pthread_mutex_lock(&h->mu);
+        h->st.geo_moves++;
+        pthread_mutex_unlock(&h->mu);
+    }
+    return h->reader_geo;
 }
 
 /* Waits for the next free slot (mu held) and returns it, not yet reset. */
@@ -198,7 +262,8 @@ static inline void put(tw_handoff_batch_t *b, rec_t *r, int f, tw_slice_t s)
     }
 }
 
-void tw_handoff_push(tw_handoff_t *h, const char *input, const tw_event_t *ev)
+void tw_handoff_push(tw_handoff_t *h, const char *input, const tw_event_t *ev,
+                     const tw_detect_pre_t *pre)
 {
     size_t need = ev->token.n + ev->ip.n + ev->user.n + ev->path.n;
     tw_handoff_batch_t *b = h->cur;
@@ -208,6 +273,9 @@ void tw_handoff_push(tw_handoff_t *h, const char *input, const tw_event_t *ev)
     r->input = input;
     r->time_ns = ev->time_ns;
     r->rejected = ev->rejected;
+    r->has_pre = pre != NULL;
+    if (pre)
+        r->pre = *pre;
     put(b, r, F_TOKEN, ev->token);
     put(b, r, F_IP, ev->ip);
     put(b, r, F_USER, ev->user);
@@ -247,6 +315,8 @@ tw_handoff_batch_t *tw_handoff_take(tw_handoff_t *h)
         h->ready--;
     }
     pthread_mutex_unlock(&h->mu);
+    if (b && h->held++ == 0)
+        h->busy_mark = tw_thread_cpu_ns();
     return b;
 }
 
@@ -255,7 +325,11 @@ void tw_handoff_release(tw_handoff_t *h, tw_handoff_batch_t *b)
     if (b != &h->b[h->rel_i % h->nb])
         tw_die("tw_handoff_release: batches released out of order");
     h->rel_i++;
+    int64_t now = tw_thread_cpu_ns(), busy = now - h->busy_mark;
+    h->busy_mark = now;
+    h->held--;
     pthread_mutex_lock(&h->mu);
+    h->consumer_cpu += busy;
     h->outstanding--;
     pthread_cond_signal(&h->room);
     if (h->outstanding == 0)
@@ -312,10 +386,11 @@ size_t tw_handoff_batch_len(const tw_handoff_batch_t *b)
 }
 
 void tw_handoff_batch_get(const tw_handoff_batch_t *b, size_t i, const char **input,
-                          tw_event_t *ev)
+                          tw_event_t *ev, const tw_detect_pre_t **pre)
 {
     const rec_t *r = &b->recs[i];
     *input = r->input;
+    *pre = r->has_pre ? &r->pre : NULL;
     ev->token = (tw_slice_t){b->data + r->off[F_TOKEN], r->len[F_TOKEN]};
     ev->ip = (tw_slice_t){b->data + r->off[F_IP], r->len[F_IP]};
     ev->user = (tw_slice_t){b->data + r->off[F_USER], r->len[F_USER]};

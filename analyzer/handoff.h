@@ -40,6 +40,7 @@
 #define TW_HANDOFF_H
 
 #include "common.h"
+#include "detect.h"
 #include "format.h"
 
 #define TW_HANDOFF_DEFAULT_BATCHES 4
@@ -59,13 +60,25 @@ void tw_handoff_free(tw_handoff_t *h);
 
 /* ---- producer (reader thread) ---- */
 
-/* Copies one parsed check into the batch being filled; may block while
- * every batch is outstanding. input must stay valid until the consumer has
- * released the batch (drain before freeing it). The event's result slice
- * and error fields are not carried (detection does not read them). */
-void tw_handoff_push(tw_handoff_t *h, const char *input, const tw_event_t *ev);
+/* Copies one parsed check into the batch being filled, with its
+ * enrichment (tw_detect_enrich; NULL: none, the consumer does it); may
+ * block while every batch is outstanding. input must stay valid until the
+ * consumer has released the batch (drain before freeing it). The event's
+ * result slice and error fields are not carried (detection does not read
+ * them). */
+void tw_handoff_push(tw_handoff_t *h, const char *input, const tw_event_t *ev,
+                     const tw_detect_pre_t *pre);
 /* Publishes the batch being filled, if it holds any event. Never blocks. */
 void tw_handoff_flush(tw_handoff_t *h);
+/* Whether the producer should do the GeoIP lookup of the event it is about
+ * to push (tw_detect_enrich(..., true)); ask before each. False at first.
+ * The queue decides from which side waits for the other, per 16 published
+ * batches: lookups move to the reader when the analysis thread is the
+ * bottleneck and back when the reader is (handoff.c, "Who looks addresses
+ * up"). The call that turns it true first drains the queue (blocks until
+ * the consumer has judged every event pushed so far), so the consumer is
+ * not looking anything up when the producer starts. */
+bool tw_handoff_reader_geo(tw_handoff_t *h);
 /* Flushes, then waits until the consumer has released every published
  * batch. Returns at once when nothing is outstanding. */
 void tw_handoff_drain(tw_handoff_t *h);
@@ -92,9 +105,10 @@ int tw_handoff_wait(tw_handoff_t *h, int timeout_ms, int extra_fd);
 /* Events in a taken batch. */
 size_t tw_handoff_batch_len(const tw_handoff_batch_t *b);
 /* Rebuilds event i of a taken batch: slices point into the batch and stay
- * valid until it is released; *input is the pointer given to push. */
+ * valid until it is released, as does *pre (the enrichment given to push,
+ * or NULL); *input is the pointer given to push. */
 void tw_handoff_batch_get(const tw_handoff_batch_t *b, size_t i, const char **input,
-                          tw_event_t *ev);
+                          tw_event_t *ev, const tw_detect_pre_t **pre);
 
 /* Counters for the benchmark and tests (any thread; a consistent copy). */
 typedef struct tw_handoff_stats {
@@ -103,6 +117,7 @@ typedef struct tw_handoff_stats {
     uint64_t big_batches;    /* of which carried a one-off big buffer */
     uint64_t producer_waits; /* pushes that found every batch outstanding */
     uint64_t consumer_waits; /* tw_handoff_wait calls that slept */
+    uint64_t geo_moves;      /* times tw_handoff_reader_geo() changed */
 } tw_handoff_stats_t;
 
 void tw_handoff_stats(tw_handoff_t *h, tw_handoff_stats_t *out);

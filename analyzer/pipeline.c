@@ -21,6 +21,7 @@ struct tw_input {
     tw_event_t ev;
     tw_detect_t *det;         /* borrowed, may be NULL */
     tw_handoff_t *handoff;    /* borrowed, may be NULL ("threads": 2) */
+    tw_detect_t *enrich;      /* borrowed, may be NULL: tw_detect_enrich() before push */
 
     /* Metric cells, NULL when there is no registry. */
     tw_cell_t *c_check, *c_rejected, *c_lines, *c_lag;
@@ -129,7 +130,11 @@ void tw_input_set_format(tw_input_t *in, const tw_format_t *fmt)
 
 void tw_input_set_detector(tw_input_t *in, tw_detect_t *det) { in->det = det; }
 
-void tw_input_set_handoff(tw_input_t *in, tw_handoff_t *h) { in->handoff = h; }
+void tw_input_set_handoff(tw_input_t *in, tw_handoff_t *h, tw_detect_t *enrich)
+{
+    in->handoff = h;
+    in->enrich = h ? enrich : NULL;
+}
 
 void tw_input_set_ref_time(tw_input_t *in, int64_t ref_ns) { in->ref_ns = ref_ns; }
 
@@ -165,10 +170,14 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
                            in->stats.future);
             break;
         }
-        if (in->det)
+        if (in->det) {
             tw_detect_push(in->det, in->name, &in->ev);
-        else if (in->handoff)
-            tw_handoff_push(in->handoff, in->name, &in->ev);
+        } else if (in->handoff) {
+            tw_detect_pre_t pre;
+            if (in->enrich)
+                tw_detect_enrich(in->enrich, &in->ev, tw_handoff_reader_geo(in->handoff), &pre);
+            tw_handoff_push(in->handoff, in->name, &in->ev, in->enrich ? &pre : NULL);
+        }
         break;
     case TW_PARSE_IGNORED:
         in->stats.skipped[TW_SKIPR_FILTERED]++;
@@ -180,9 +189,10 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
     }
 }
 
-static void batch_get(void *ctx, size_t i, const char **input, tw_event_t *ev)
+static void batch_get(void *ctx, size_t i, const char **input, tw_event_t *ev,
+                      const tw_detect_pre_t **pre)
 {
-    tw_handoff_batch_get(ctx, i, input, ev);
+    tw_handoff_batch_get(ctx, i, input, ev, pre);
 }
 
 void tw_input_detect_batch(tw_detect_t *det, const tw_handoff_batch_t *b)

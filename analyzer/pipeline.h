@@ -80,10 +80,12 @@ bool tw_line_is_blank(const char *line, size_t len);
 void tw_input_set_detector(tw_input_t *in, tw_detect_t *det);
 
 /* Attaches a handoff queue (borrowed; NULL detaches): every parsed check is
- * counted, then pushed to h with the input's name, for the analysis thread.
- * A detector set with tw_input_set_detector() takes precedence. The name
- * stays valid until tw_input_free(): drain h before freeing the input. */
-void tw_input_set_handoff(tw_input_t *in, tw_handoff_t *h);
+ * counted, enriched with tw_detect_enrich(enrich, ...) when enrich is not
+ * NULL (the token id and the GeoIP lookup move to this thread), then pushed
+ * to h with the input's name, for the analysis thread. A detector set with
+ * tw_input_set_detector() takes precedence. The name stays valid until
+ * tw_input_free(): drain h before freeing the input. */
+void tw_input_set_handoff(tw_input_t *in, tw_handoff_t *h, tw_detect_t *enrich);
 
 /* The analysis thread's half of tw_input_line() with "threads": 2: judges
  * every event of a taken batch, in order (tw_detect_events). */

@@ -132,13 +132,6 @@ typedef struct replay_det {
     tw_handoff_stats_t hs;
 } replay_det_t;
 
-static int64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* The analysis thread: every batch, in order, until the reader closes. */
 static void *analysis_main(void *arg)
 {
@@ -154,7 +147,7 @@ static void *analysis_main(void *arg)
         tw_input_detect_batch(rd->det, b);
         tw_handoff_release(rd->ho, b);
     }
-    rd->analysis_cpu_ns = thread_cpu_ns();
+    rd->analysis_cpu_ns = tw_thread_cpu_ns();
     return NULL;
 }
 
@@ -164,7 +157,7 @@ static void replay_threads_start(replay_det_t *rd, const tw_config_t *c)
     if (!rd->det || c->threads < 2)
         return;
     rd->ho = tw_handoff_new(0, 0, 0);
-    rd->reader_cpu0 = thread_cpu_ns();
+    rd->reader_cpu0 = tw_thread_cpu_ns();
     int e = pthread_create(&rd->analysis, NULL, analysis_main, rd);
     if (e != 0) {
         tw_warn("cannot start the analysis thread (%s): detecting on one thread",
@@ -183,7 +176,7 @@ static void replay_threads_stop(replay_det_t *rd)
     if (!rd->ho)
         return;
     tw_handoff_close(rd->ho);
-    rd->reader_cpu_ns = thread_cpu_ns() - rd->reader_cpu0;
+    rd->reader_cpu_ns = tw_thread_cpu_ns() - rd->reader_cpu0;
     pthread_join(rd->analysis, NULL);
     tw_handoff_stats(rd->ho, &rd->hs);
     tw_handoff_free(rd->ho);
@@ -271,7 +264,7 @@ int tw_cmd_replay(const tw_cli_t *cli)
         }
         tw_input_t *in = tw_input_new(name ? name : "replay", f, NULL);
         if (rd.ho)
-            tw_input_set_handoff(in, rd.ho);
+            tw_input_set_handoff(in, rd.ho, rd.det);
         else
             tw_input_set_detector(in, rd.det);
         long long n = replay_file(cli->args[i], in, c);
@@ -330,11 +323,11 @@ int tw_cmd_replay(const tw_cli_t *cli)
          * that waits for free batches means detection is the bottleneck. */
         fprintf(stderr,
                 "threads: 2 reader_cpu_s=%.3f analysis_cpu_s=%.3f batches=%llu big_batches=%llu "
-                "reader_waits=%llu analysis_waits=%llu\n",
+                "reader_waits=%llu analysis_waits=%llu geo_moves=%llu\n",
                 (double)rd.reader_cpu_ns / 1e9, (double)rd.analysis_cpu_ns / 1e9,
                 (unsigned long long)rd.hs.batches, (unsigned long long)rd.hs.big_batches,
                 (unsigned long long)rd.hs.producer_waits,
-                (unsigned long long)rd.hs.consumer_waits);
+                (unsigned long long)rd.hs.consumer_waits, (unsigned long long)rd.hs.geo_moves);
     }
     replay_det_close(&rd);
     tw_config_free(c);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs dependencies, builds tokenwatch twice (release-with-debug-info and
-# ASan+UBSan) with -Werror, and runs the whole ctest suite on both builds.
+# ASan+UBSan) with -Werror, and runs the whole ctest suite on both builds;
+# then the two-thread tests under ThreadSanitizer, then the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,19 @@ cmake --build build-asan -j "$jobs"
 echo "== tests under ASan+UBSan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+# The two-thread code (handoff queue, GeoIP lookups moving between the reader
+# and the analysis thread, the daemon's reader/analysis split) under
+# ThreadSanitizer: the unit tests that drive it and the daemon test with two
+# threads, about a minute and a half on two cores. A reported race stops the
+# process (halt_on_error), which fails the test.
+echo "== build (ThreadSanitizer, -Werror: the tests of the two-thread code)"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTW_WERROR=ON \
+    "-DCMAKE_C_FLAGS=-fsanitize=thread -fno-omit-frame-pointer" >/dev/null
+cmake --build build-tsan -j "$jobs" --target tokenwatch test_handoff test_detect_batch
+echo "== two-thread tests under ThreadSanitizer"
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j "$jobs" \
+    -R 'unit\.test_(handoff|detect_batch)$|integration\.test_threads$'
 
 # ---- BEGIN fuzzing in CI (see tests/fuzz/README.md) ----------------------------
 # Every libFuzzer target of tests/fuzz for TW_FUZZ_SECONDS (default 60) under

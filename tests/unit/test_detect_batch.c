@@ -1,5 +1,6 @@
-/* test_detect_batch.c — tw_detect_events() and the tw_detect_push() queue
- * judge a stream exactly as tw_detect_event() one by one: same anomaly lines
+/* test_detect_batch.c — tw_detect_events() (with or without events enriched
+ * beforehand by tw_detect_enrich) and the tw_detect_push() queue judge a
+ * stream exactly as tw_detect_event() one by one: same anomaly lines
  * in the same order, same counters, same baseline for every token. The
  * stream mixes every rule's triggers (the shipped rules/default.json and
  * the test GeoIP database), evictions (a small table), tokens far larger
@@ -122,11 +123,28 @@ static void run_close(run_t *r)
     free(r->out.p);
 }
 
-static void stream_get(void *ctx, size_t i, const char **input, tw_event_t *ev)
+static void stream_get(void *ctx, size_t i, const char **input, tw_event_t *ev,
+                       const tw_detect_pre_t **pre)
 {
     const tw_event_t *base = ctx;
     *input = "test";
     *ev = base[i];
+    *pre = NULL;
+}
+
+/* Events enriched beforehand, as the reader thread does with two threads. */
+typedef struct enriched {
+    const tw_event_t *ev;
+    const tw_detect_pre_t *pre;
+} enriched_t;
+
+static void enriched_get(void *ctx, size_t i, const char **input, tw_event_t *ev,
+                         const tw_detect_pre_t **pre)
+{
+    const enriched_t *e = ctx;
+    *input = "test";
+    *ev = e->ev[i];
+    *pre = &e->pre[i];
 }
 
 typedef struct cmp_ctx {
@@ -219,6 +237,25 @@ int main(void)
     }
     compare("tw_detect_events", &ref, &b);
 
+    /* Batches of events enriched (token id, address, GeoIP) a whole batch
+     * ahead of their judging, as handed over by a reader thread. */
+    run_t pr;
+    run_open(&pr, geo, R, key);
+    static tw_detect_pre_t pres[4096];
+    for (size_t i = 0; i < NEV;) {
+        size_t n = 1 + (size_t)(next() % 4096);
+        if (n > NEV - i)
+            n = NEV - i;
+        /* With and without the GeoIP lookup, as the reader switches. */
+        bool with_geo = next() & 1;
+        for (size_t k = 0; k < n; k++)
+            tw_detect_enrich(pr.d, &s.ev[i + k], with_geo, &pres[k]);
+        enriched_t e = {.ev = &s.ev[i], .pre = pres};
+        tw_detect_events(pr.d, n, enriched_get, &e);
+        i += n;
+    }
+    compare("tw_detect_enrich + tw_detect_events", &ref, &pr);
+
     /* The queue, flushed at random points; the slices it was given are
      * overwritten right after each push, as a parser's are. */
     run_t q;
@@ -242,6 +279,7 @@ int main(void)
 
     run_close(&ref);
     run_close(&b);
+    run_close(&pr);
     run_close(&q);
     tw_geo_close(geo);
     for (int i = 0; i < NTOK; i++)

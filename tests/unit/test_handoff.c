@@ -110,12 +110,17 @@ static void *consume_all(void *arg)
         for (size_t k = 0; k < n; k++) {
             const char *in, *want_in;
             tw_event_t ev, want;
-            tw_handoff_batch_get(b, k, &in, &ev);
+            const tw_detect_pre_t *pre;
+            tw_handoff_batch_get(b, k, &in, &ev, &pre);
             gen_event(&c->g, c->seen, &want_in, &want);
+            /* Every third event was pushed with its enrichment. */
+            bool pre_ok = c->seen % 3 ? pre == NULL
+                                      : pre && pre->id == c->seen + 1 &&
+                                            pre->geo.lat == (double)c->seen / 4;
             bool same = in == want_in && slice_same(ev.token, want.token) &&
                         slice_same(ev.ip, want.ip) && slice_same(ev.user, want.user) &&
                         slice_same(ev.path, want.path) && ev.time_ns == want.time_ns &&
-                        ev.rejected == want.rejected && ev.result.n == 0;
+                        ev.rejected == want.rejected && ev.result.n == 0 && pre_ok;
             if (!same && c->mismatches++ < 5)
                 fprintf(stderr, "event %zu differs after the handoff\n", c->seen);
             c->seen++;
@@ -146,7 +151,9 @@ static void test_order_and_content(size_t nbatches, size_t arena, size_t events)
         const char *in;
         tw_event_t ev;
         gen_event(&pg, i, &in, &ev);
-        tw_handoff_push(h, in, &ev);
+        tw_detect_pre_t pre = {.id = i + 1};
+        pre.geo.lat = (double)i / 4;
+        tw_handoff_push(h, in, &ev, i % 3 ? NULL : &pre);
         /* Half-way, drain: everything pushed so far has been released. */
         if (i == NEVENTS / 2) {
             tw_handoff_drain(h);
@@ -182,7 +189,7 @@ static void *produce(void *arg)
     tw_event_t ev = {.token = {"tok", 3}, .ip = {"10.0.0.1", 8}, .time_ns = 1};
     for (int i = 0; i < p->total; i++) {
         ev.time_ns = i;
-        tw_handoff_push(p->h, "in", &ev);
+        tw_handoff_push(p->h, "in", &ev, NULL);
         atomic_fetch_add(&p->pushed, 1);
     }
     tw_handoff_close(p->h);
@@ -220,8 +227,10 @@ static void test_backpressure(void)
     TW_CHECK(b != NULL);
     const char *in;
     tw_event_t ev;
+    const tw_detect_pre_t *pre;
     TW_CHECK_INT(tw_handoff_batch_len(b), 1);
-    tw_handoff_batch_get(b, 0, &in, &ev);
+    tw_handoff_batch_get(b, 0, &in, &ev, &pre);
+    TW_CHECK(pre == NULL);
     TW_CHECK_INT(ev.time_ns, 0);
     TW_CHECK_STR(in, "in");
     tw_handoff_release(h, b);
@@ -238,7 +247,7 @@ static void test_backpressure(void)
             continue;
         }
         for (size_t k = 0; k < tw_handoff_batch_len(b); k++) {
-            tw_handoff_batch_get(b, k, &in, &ev);
+            tw_handoff_batch_get(b, k, &in, &ev, &pre);
             TW_CHECK_INT(ev.time_ns, want);
             want++;
         }
@@ -267,7 +276,7 @@ static void test_wait(void)
     TW_CHECK(tw_handoff_take(h) == NULL);
     /* A flushed event: ready, whatever the extra fd says. */
     tw_event_t ev = {.token = {"t", 1}, .time_ns = 42};
-    tw_handoff_push(h, "x", &ev);
+    tw_handoff_push(h, "x", &ev, NULL);
     TW_CHECK_INT(tw_handoff_ready(h), 0); /* still being filled */
     tw_handoff_flush(h);
     TW_CHECK_INT(tw_handoff_wait(h, -1, pfd[0]), 1);
@@ -306,7 +315,17 @@ static void to_sink(void *ctx, const tw_anomaly_t *a)
 typedef struct analysis {
     tw_handoff_t *h;
     tw_detect_t *det;
+    atomic_bool slow;   /* 20 ms more CPU per batch: the reader gets ahead */
 } analysis_t;
+
+/* Spends us microseconds of this thread's CPU time (the queue weighs CPU
+ * time, which sleeping does not use). */
+static void burn_us(int64_t us)
+{
+    int64_t until = tw_thread_cpu_ns() + us * 1000;
+    while (tw_thread_cpu_ns() < until)
+        ;
+}
 
 static void *analysis_main(void *arg)
 {
@@ -319,6 +338,8 @@ static void *analysis_main(void *arg)
             tw_handoff_wait(a->h, -1, -1);
             continue;
         }
+        if (atomic_load(&a->slow))
+            burn_us(20000);
         tw_input_detect_batch(a->det, b);
         tw_handoff_release(a->h, b);
     }
@@ -330,7 +351,9 @@ static const char rules_json[] =
     "\"severity\":\"medium\",\"action\":\"flag\",\"window_s\":300,\"min_rejected\":3,"
     "\"min_ratio\":0.5},"
     "{\"id\":\"spray\",\"kind\":\"failures\",\"scope\":\"ip\",\"severity\":\"high\","
-    "\"action\":\"flag\",\"window_s\":300,\"min_rejected\":10,\"min_distinct_tokens\":5}],"
+    "\"action\":\"flag\",\"window_s\":300,\"min_rejected\":10,\"min_distinct_tokens\":5},"
+    "{\"id\":\"travel\",\"kind\":\"geo_velocity\",\"severity\":\"high\"},"
+    "{\"id\":\"newc\",\"kind\":\"geo_new\",\"severity\":\"low\"}],"
     "\"learning\":{\"min_events\":1,\"min_days\":0}}";
 
 /* One log line: every 11th token is rejected in bursts; some lines are
@@ -368,11 +391,20 @@ static void test_pipeline_same_output(void)
     tw_tokenid_t *key;
     TW_CHECK_INT(tw_tokenid_open(&key, dir, &err), 0);
 
+    /* One GeoIP handle per detector: d1 runs on this thread, d2's lookups
+     * on this thread or the analysis thread, as the queue decides. */
+    char city[1024];
+    snprintf(city, sizeof city, "%s/testdata/geoip/GeoLite2-City-Test.mmdb", source_dir());
+    tw_geo_t *geo1 = NULL, *geo2 = NULL;
+    TW_CHECK_INT(tw_geo_open(&geo1, city, NULL, 64, &err), 0);
+    TW_CHECK_INT(tw_geo_open(&geo2, city, NULL, 64, &err), 0);
     sink_t one = {0}, two = {0};
     tw_detect_opts_t o = {.rules = rules, .key = key, .max_tokens = 1000, .sink = to_sink};
     o.sink_ctx = &one;
+    o.geo = geo1;
     tw_detect_t *d1 = tw_detect_new(&o);
     o.sink_ctx = &two;
+    o.geo = geo2;
     tw_detect_t *d2 = tw_detect_new(&o);
 
     tw_input_t *in1 = tw_input_new("gw", fmt, NULL);
@@ -380,12 +412,23 @@ static void test_pipeline_same_output(void)
     tw_input_set_detector(in1, d1);
     /* Small batches, so that many of them cross over. */
     tw_handoff_t *h = tw_handoff_new(3, 4096, 64);
-    tw_input_set_handoff(in2, h);
+    tw_input_set_handoff(in2, h, d2);
     analysis_t a = {.h = h, .det = d2};
+    atomic_store(&a.slow, true);
     pthread_t t;
     TW_CHECK_INT(pthread_create(&t, NULL, analysis_main, &a), 0);
     char line[512];
+    /* Phases, so that the GeoIP lookups move to the reader (a slow analysis
+     * thread), back (a slow reader), to the reader again, and stay there
+     * while the two are about even. The margins (20 ms a batch, 1 ms every
+     * 16 lines) hold for the sanitizer builds too. */
     for (size_t i = 0; i < 30000; i++) {
+        if (i == 3000 || i == 9000)
+            atomic_store(&a.slow, false);
+        if (i == 6000)
+            atomic_store(&a.slow, true);
+        if (i >= 3000 && i < 6000 && i % 16 == 0)
+            burn_us(1000);
         size_t n = make_line(line, sizeof line, i);
         tw_input_line(in1, line, n);
         tw_input_line(in2, line, n);
@@ -404,6 +447,8 @@ static void test_pipeline_same_output(void)
     tw_handoff_stats_t hs;
     tw_handoff_stats(h, &hs);
     TW_CHECK_INT(hs.events, s1->checks); /* checks only: no blank, no error */
+    TW_CHECK(hs.geo_moves >= 3);   /* to the reader, back, to the reader */
+    fprintf(stderr, "GeoIP lookups moved %llu times\n", (unsigned long long)hs.geo_moves);
     tw_detect_stats_t ds1, ds2;
     tw_detect_stats(d1, &ds1);
     tw_detect_stats(d2, &ds2);
@@ -418,6 +463,8 @@ static void test_pipeline_same_output(void)
     tw_handoff_free(h);
     tw_detect_free(d1);
     tw_detect_free(d2);
+    tw_geo_close(geo1);
+    tw_geo_close(geo2);
     tw_tokenid_free(key);
     tw_rules_free(rules);
     tw_format_free(fmt);
