@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define NIL UINT32_MAX
 #define INDEX_MIN 1024
@@ -38,6 +39,24 @@ struct tw_tokens {
     tw_tokens_evict_fn evict;
     void *evict_ctx;
 };
+
+/*
+ * Entries are reached at random (one per event, by token id), so with a
+ * big table nearly every event misses the TLB as well as the cache; in a
+ * virtual machine a TLB miss walks two page tables. A chunk is therefore
+ * one 2 MiB-aligned block marked for transparent huge pages (with THP set
+ * to "madvise", Debian's default, nothing else would get one).
+ */
+static tw_token_t *chunk_new(void)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, TW_TOKENS_CHUNK_BYTES, TW_TOKENS_CHUNK_BYTES) != 0)
+        tw_die("out of memory (a token table chunk of %zu bytes)", TW_TOKENS_CHUNK_BYTES);
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, TW_TOKENS_CHUNK_BYTES, MADV_HUGEPAGE);   /* advice; failure is harmless */
+#endif
+    return p;
+}
 
 static inline tw_token_t *at(const tw_tokens_t *t, uint32_t i)
 {
@@ -188,7 +207,7 @@ static uint32_t alloc_entry(tw_tokens_t *t)
             t->chunks = tw_xrealloc(t->chunks, t->chunks_cap * sizeof *t->chunks);
             t->links = tw_xrealloc(t->links, t->chunks_cap * TW_TOKENS_CHUNK * sizeof *t->links);
         }
-        t->chunks[t->nchunks++] = tw_xmalloc(TW_TOKENS_CHUNK * sizeof(tw_token_t));
+        t->chunks[t->nchunks++] = chunk_new();
     }
     return t->used++;
 }

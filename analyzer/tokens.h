@@ -38,7 +38,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TW_TOKENS_CHUNK 4096
+/* A chunk is one 2 MiB huge page where the kernel allows (tokens.c). */
+#define TW_TOKENS_CHUNK_BYTES ((size_t)2 << 20)
+#define TW_TOKENS_CHUNK (TW_TOKENS_CHUNK_BYTES / sizeof(tw_token_t))
 #define TW_TOKENS_MAX (1u << 28)   /* max_entries limit: 32-bit indices with room */
 
 typedef struct tw_token {
