@@ -380,6 +380,16 @@ int tw_handoff_wait(tw_handoff_t *h, int timeout_ms, int extra_fd)
     return n > 0 && extra_fd >= 0 && (p[1].revents & (POLLIN | POLLHUP | POLLERR)) ? 2 : 0;
 }
 
+tw_handoff_batch_t *tw_handoff_next(tw_handoff_t *h)
+{
+    for (;;) {
+        tw_handoff_batch_t *b = tw_handoff_take(h);
+        if (b || tw_handoff_finished(h))
+            return b;
+        tw_handoff_wait(h, -1, -1);
+    }
+}
+
 size_t tw_handoff_batch_len(const tw_handoff_batch_t *b)
 {
     return b->n;

@@ -101,6 +101,10 @@ size_t tw_handoff_ready(tw_handoff_t *h);
  * (-1: none) is readable (2), timeout_ms passes (0; < 0 waits without
  * limit), or a signal interrupts (0). */
 int tw_handoff_wait(tw_handoff_t *h, int timeout_ms, int extra_fd);
+/* take, waiting as long as it takes: the oldest published batch not yet
+ * taken, or NULL once tw_handoff_finished() (for a consumer that waits on
+ * nothing else). */
+tw_handoff_batch_t *tw_handoff_next(tw_handoff_t *h);
 
 /* Events in a taken batch. */
 size_t tw_handoff_batch_len(const tw_handoff_batch_t *b);

@@ -136,14 +136,8 @@ typedef struct replay_det {
 static void *analysis_main(void *arg)
 {
     replay_det_t *rd = arg;
-    for (;;) {
-        tw_handoff_batch_t *b = tw_handoff_take(rd->ho);
-        if (!b) {
-            if (tw_handoff_finished(rd->ho))
-                break;
-            tw_handoff_wait(rd->ho, -1, -1);
-            continue;
-        }
+    tw_handoff_batch_t *b;
+    while ((b = tw_handoff_next(rd->ho))) {
         tw_input_detect_batch(rd->det, b);
         tw_handoff_release(rd->ho, b);
     }

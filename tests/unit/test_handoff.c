@@ -98,14 +98,8 @@ typedef struct consumer {
 static void *consume_all(void *arg)
 {
     consumer_t *c = arg;
-    for (;;) {
-        tw_handoff_batch_t *b = tw_handoff_take(c->h);
-        if (!b) {
-            if (tw_handoff_finished(c->h))
-                break;
-            tw_handoff_wait(c->h, -1, -1);
-            continue;
-        }
+    tw_handoff_batch_t *b;
+    while ((b = tw_handoff_next(c->h))) {
         size_t n = tw_handoff_batch_len(b);
         for (size_t k = 0; k < n; k++) {
             const char *in, *want_in;
@@ -238,14 +232,7 @@ static void test_backpressure(void)
 
     /* Take the rest in order. */
     int64_t want = 1;
-    for (;;) {
-        b = tw_handoff_take(h);
-        if (!b) {
-            if (tw_handoff_finished(h))
-                break;
-            tw_handoff_wait(h, -1, -1);
-            continue;
-        }
+    while ((b = tw_handoff_next(h))) {
         for (size_t k = 0; k < tw_handoff_batch_len(b); k++) {
             tw_handoff_batch_get(b, k, &in, &ev, &pre);
             TW_CHECK_INT(ev.time_ns, want);
@@ -330,14 +317,8 @@ static void burn_us(int64_t us)
 static void *analysis_main(void *arg)
 {
     analysis_t *a = arg;
-    for (;;) {
-        tw_handoff_batch_t *b = tw_handoff_take(a->h);
-        if (!b) {
-            if (tw_handoff_finished(a->h))
-                break;
-            tw_handoff_wait(a->h, -1, -1);
-            continue;
-        }
+    tw_handoff_batch_t *b;
+    while ((b = tw_handoff_next(a->h))) {
         if (atomic_load(&a->slow))
             burn_us(20000);
         tw_input_detect_batch(a->det, b);
