@@ -771,7 +771,8 @@ char *tw_respond_api_flagged(tw_respond_t *r, const tw_api_query_t *q, int *stat
 {
     list_ctx_t l = {.q = q};
     tw_cases_each(r->cases, collect, &l);
-    qsort(l.v, l.n, sizeof *l.v, newest_first);
+    if (l.n > 1)   /* l.v is NULL when nothing matched: qsort's pointer must not be */
+        qsort(l.v, l.n, sizeof *l.v, newest_first);
     tw_jw_t *w = &r->body;
     tw_jw_reset(w);
     tw_jw_obj_begin(w);

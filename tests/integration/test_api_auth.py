@@ -206,6 +206,12 @@ class ApiAuthTest(twtest.TwTestCase):
         d = self.auth_daemon(inputs=[gw], extra={"rules_file": DEFAULT_RULES})
         self.require_api(d)
         auth = {"Authorization": "Bearer " + BEARER}
+        # Nothing flagged yet: an empty list (the daemon once passed NULL to
+        # qsort here, which UBSan stops on).
+        status, body, _ = d.request("/api/v1/flagged", headers=auth)
+        self.assertEqual(status, 200, body)
+        self.assertEqual((json.loads(body)["total"], json.loads(body)["items"]), (0, []))
+        d.check_alive()
         # A burst of rejections flags one token (failure_burst: 20 in 300 s).
         bad = self.gen.token()
         lines = b"".join(self.gen.text(rejected=True, token=bad, ip="10.9.8.7")
