@@ -1120,6 +1120,17 @@ static void test_fast_json(const tw_formats_t *fs)
         "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghi\\\"jklmnopqrstuvwxyz\"}}",
         "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghijklmnopq\x01rstuvwxyz\"}}",
         "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefgh\xc3\xa9ijklmnop\x7f\xffqrstuvwxyz\"}}",
+        /* strings ending at and around the 16-byte block boundary */
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghijklmno\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghijklmnop\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghijklmnopq\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghijklmnop\\u0041\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghijklmno\x1f\"}}",
+        "{\"time\":\"2027-01-01T00:00:00Z\",\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"abcdefghijklmnop\x80\x9f\xa0\xe0\"}}",
+        /* keys that share their first bytes with a configured name */
+        "{\"tim\":\"x\",\"timex\":\"y\",\"time\":\"2027-01-01T00:00:00Z\",\"clientt\":{\"ip\":\"9.9.9.9\"},\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}",
+        "{\"type\":\"response\",\"time\":\"2027-01-01T00:00:00Z\",\"auth\":{\"accessor\":\"a\"},\"request\":{\"remote_addresx\":\"9.9.9.9\",\"remote_addr\":\"8.8.8.8\",\"remote_address\":\"10.0.0.1\",\"remote_address_\":\"7.7.7.7\"}}",
+        "{\"type\":\"response\",\"time\":\"2027-01-01T00:00:00Z\",\"auth\":{\"accessoR\":\"x\",\"accessor\":\"a\"},\"requesT\":{\"remote_address\":\"9.9.9.9\"},\"request\":{\"remote_address\":\"10.0.0.1\"}}",
         /* what strict JSON rejects and cJSON takes, or neither takes */
         "{\"time\":01,\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}",
         "{\"time\":1.,\"client\":{\"ip\":\"1.2.3.4\"},\"auth\":{\"token\":\"t\"}}",
