@@ -10,8 +10,12 @@
 # Environment:
 #   BENCH_LINES   lines per format (default 1000000)
 #   BENCH_RUNS    runs per format (default 3)
-#   BENCH_DATA    where the generated logs are cached
-#                 (default ${TMPDIR:-/tmp}/tokenwatch-bench-data-$BENCH_LINES)
+#   BENCH_ADDRESSES  home (default) or random: where the checks come from
+#                 (bench/gen_logs.py --addresses)
+#   BENCH_DATA    where the generated logs are cached (default
+#                 ${TMPDIR:-/tmp}/tokenwatch-bench-data-$BENCH_LINES-$BENCH_ADDRESSES)
+#   BENCH_CITY_DB a City database to use instead of bench.json's test one
+#                 (e.g. the GeoLite2-sized one of bench/gen_geoip_big.pl)
 #   BENCH_BUILD   build directory (default <repo>/build-bench)
 #   BENCH_MODES   "count detect" (default), or one of them
 #   BENCH_THREADS "1 2" (default): the "threads" settings of detect runs
@@ -22,7 +26,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LINES=${BENCH_LINES:-1000000}
 RUNS=${BENCH_RUNS:-3}
-DATA=${BENCH_DATA:-${TMPDIR:-/tmp}/tokenwatch-bench-data-$LINES}
+ADDRESSES=${BENCH_ADDRESSES:-home}
+DATA=${BENCH_DATA:-${TMPDIR:-/tmp}/tokenwatch-bench-data-$LINES-$ADDRESSES}
+CITY_DB=${BENCH_CITY_DB:-}
 BUILD=${BENCH_BUILD:-$ROOT/build-bench}
 CONFIG=$ROOT/bench/bench.json
 FORMATS="generic-text generic-json"
@@ -42,7 +48,7 @@ for f in $FORMATS; do
 done
 if [ "$need_gen" = 1 ]; then
     echo "generating $LINES lines per format into $DATA ..." >&2
-    python3 "$ROOT/bench/gen_logs.py" --lines "$LINES" "$DATA"
+    python3 "$ROOT/bench/gen_logs.py" --lines "$LINES" --addresses "$ADDRESSES" "$DATA"
 else
     echo "reusing logs in $DATA" >&2
 fi
@@ -54,9 +60,9 @@ RESULTS=$WORK/results.tsv
 
 # bench.json with absolute paths and "threads" set, one per setting.
 for t in $THREADS; do
-    python3 - "$CONFIG" "$t" "$WORK/bench-t$t.json" <<'PY'
+    python3 - "$CONFIG" "$t" "$WORK/bench-t$t.json" "$CITY_DB" <<'PY'
 import json, os, sys
-src, threads, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+src, threads, out, city = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 base = os.path.dirname(os.path.abspath(src))
 cfg = json.load(open(src))
 for key in ("formats_dir", "rules_file"):
@@ -64,6 +70,8 @@ for key in ("formats_dir", "rules_file"):
 for key in ("city_db", "asn_db"):
     if key in cfg.get("geoip", {}):
         cfg["geoip"][key] = os.path.normpath(os.path.join(base, cfg["geoip"][key]))
+if city:
+    cfg["geoip"]["city_db"] = os.path.abspath(city)
 cfg["threads"] = threads
 json.dump(cfg, open(out, "w"), indent=2)
 PY
@@ -149,7 +157,8 @@ for i in $(seq 1 "$RUNS"); do
     done
 done
 
-python3 - "$RESULTS" "$LINES" "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+python3 - "$RESULTS" "$LINES" "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "$ADDRESSES" \
+    "${CITY_DB:-the test database of bench.json}" <<'PY'
 import re, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -202,5 +211,7 @@ if pairs:
 print()
 print("load average: %s at start, %s at the end (the ratio needs two idle cores)" %
       (sys.argv[3], sys.argv[4]))
+print("addresses: %s (bench/gen_logs.py); detect runs' City database: %s" %
+      (sys.argv[5], sys.argv[6]))
 sys.exit(1 if bad else 0)
 PY

@@ -3,7 +3,8 @@
 # the same events (issue 7, points 1 and 2).
 #
 #   bench/compare/run.sh [--lines N] [--runs K] [--threads T] [--data DIR]
-#                        [--geoip-db FILE] [--build DIR] [--no-install]
+#                        [--addresses home|random] [--geoip-db FILE]
+#                        [--build DIR] [--no-install]
 #
 # Generates N events (default 1,000,000) with bench/gen_logs.py as a
 # generic-text log and the same events as generic-json lines
@@ -35,8 +36,14 @@
 #                     so tokenwatch's own default). The tokenwatch rows name
 #                     the thread count replay reports.
 #   --data DIR        keep the logs and the big database in DIR and reuse
-#                     them on the next run with the same N (default: a
-#                     temporary directory, removed at exit)
+#                     them on the next run with the same N and --addresses
+#                     (default: a temporary directory, removed at exit)
+#   --addresses MODE  where the checks come from (bench/gen_logs.py):
+#                     home (default) — every user's tokens from its home
+#                     address and one neighbour, 1% of the tokens leaked and
+#                     also used from anywhere; random — every check from a
+#                     random address, so with the big database every token
+#                     appears to travel and is flagged (the worst case)
 #   --geoip-db FILE   the GeoLite2-sized database: used if it exists, built
 #                     there otherwise (default: in the data directory)
 #   --build DIR       tokenwatch Release build directory
@@ -55,6 +62,7 @@ RUNS=3
 THREADS=
 DATA=
 BIGDB=
+ADDRESSES=home
 BUILD=$ROOT/build-bench
 INSTALL=1
 CMDLINE="bench/compare/run.sh${*:+ $*}"
@@ -73,6 +81,7 @@ while [ $# -gt 0 ]; do
     --threads) [ $# -ge 2 ] || usage; THREADS=$2; shift 2 ;;
     --data) [ $# -ge 2 ] || usage; DATA=$2; shift 2 ;;
     --geoip-db) [ $# -ge 2 ] || usage; BIGDB=$2; shift 2 ;;
+    --addresses) [ $# -ge 2 ] || usage; ADDRESSES=$2; shift 2 ;;
     --build) [ $# -ge 2 ] || usage; BUILD=$2; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     -h | --help) usage 0 ;;
@@ -82,6 +91,7 @@ done
 [[ $LINES =~ ^[1-9][0-9]*$ ]] || { echo "compare: --lines takes a positive integer" >&2; exit 2; }
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "compare: --runs takes a positive integer" >&2; exit 2; }
 [[ -z $THREADS || $THREADS =~ ^[12]$ ]] || { echo "compare: --threads takes 1 or 2" >&2; exit 2; }
+[[ $ADDRESSES =~ ^(home|random)$ ]] || { echo "compare: --addresses takes home or random" >&2; exit 2; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tokenwatch-compare.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -168,14 +178,16 @@ TW=$BUILD/tokenwatch
 
 TEXT=$DATA/bench-generic-text.log
 JSON=$DATA/bench-generic-json.log
-TOTALS=$DATA/totals-$LINES
+TOTALS=$DATA/totals-$LINES-$ADDRESSES
 if [ -s "$TEXT" ] && [ -s "$JSON" ] && [ -s "$TOTALS" ] &&
     grep -q "^lines=$LINES " "$TOTALS"; then
     say "reusing the logs in $DATA"
 else
-    rm -f "$TOTALS"
-    say "generating $LINES events into $DATA ..."
-    python3 "$ROOT/bench/gen_logs.py" --lines "$LINES" --formats generic-text "$DATA" ||
+    # The logs are about to change: no totals file may vouch for them.
+    rm -f "$DATA"/totals-*
+    say "generating $LINES events ($ADDRESSES addresses) into $DATA ..."
+    python3 "$ROOT/bench/gen_logs.py" --lines "$LINES" --addresses "$ADDRESSES" \
+        --formats generic-text "$DATA" ||
         die "bench/gen_logs.py failed"
     python3 "$HERE/text_to_json.py" "$TEXT" "$JSON" >"$TOTALS.tmp" ||
         die "text_to_json.py failed"
@@ -339,6 +351,7 @@ version() { "$@" 2>&1 | head -n 1 || true; }
     printf 'load average (1/5/15 min)\t%s at the start, %s at the end\n' "$LOAD_START" "$LOAD_END"
     printf 'events\t%s per input (%s); text %s MB, JSON %s MB\n' "$LINES" "$(cat "$TOTALS")" \
         "$(($(stat -c %s "$TEXT") / 1000000))" "$(($(stat -c %s "$JSON") / 1000000))"
+    printf 'addresses\t%s (bench/gen_logs.py --addresses %s)\n' "$ADDRESSES" "$ADDRESSES"
     printf 'runs\t%s per tool and input, alternating\n' "$RUNS"
     if [ -n "$THREADS" ]; then how="set by --threads"; else how="tokenwatch's default"; fi
     printf 'tokenwatch threads\t%s (%s)\n' "$TW_THREADS" "$how"
