@@ -135,6 +135,10 @@ typedef struct tw_daemon {
     tw_metrics_t *metrics;
     tw_tail_t *tail;
     tw_http_t *http;
+    /* pace_http: when a poll round last came back empty, and whether the
+     * HTTP threads are told to yield (they start so). */
+    int64_t idle_at;
+    bool http_yield;
     daemon_input_t *inputs;
     size_t ninputs;
     tw_cell_t *c_saves, *c_save_failures;
@@ -1041,6 +1045,8 @@ static int start(tw_daemon_t *d, tw_err_t *err)
              (unsigned)tw_http_port(d->http));
     tw_info("listening on http://%s (%zu inputs, state in %s)", addr, d->ninputs,
             d->state_dir);
+    d->http_yield = true;   /* as tw_http_start leaves it */
+    d->idle_at = tw_mono_ns();
     tw_http_set_ready(d->http, true);
     return 0;
 }
@@ -1074,6 +1080,30 @@ static void stop(tw_daemon_t *d)
     free(d->state_dir);
 }
 
+/* Ingestion is behind once no poll round has come back empty for this
+ * long: the reader always found more to read (or, with two threads, waited
+ * for the analysis thread). Long against a poll round, short against a
+ * scrape interval. */
+#define BEHIND_NS ((int64_t)500 * 1000000)
+
+/* After each poll round: HTTP threads run 10 nice levels lower while
+ * ingestion is behind, at the daemon's priority otherwise
+ * (tw_http_set_yield), so scrapes never slow a reader that has work and
+ * are not kept waiting when it has none. */
+static void pace_http(tw_daemon_t *d, uint64_t got)
+{
+    int64_t now = tw_mono_ns();
+    if (got == 0)
+        d->idle_at = now;
+    bool behind = now - d->idle_at >= BEHIND_NS;
+    if (behind != d->http_yield) {
+        d->http_yield = behind;
+        tw_http_set_yield(d->http, behind);
+        tw_debug("ingestion %s: HTTP threads at %s priority", behind ? "behind" : "caught up",
+                 behind ? "lower" : "the daemon's");
+    }
+}
+
 /* One thread: reads, detects and responds, holding the analysis lock except
  * while it waits for data or yields to a waiting API call. */
 static void loop_one(tw_daemon_t *d)
@@ -1090,6 +1120,7 @@ static void loop_one(tw_daemon_t *d)
         uint64_t got = tw_tail_poll(d->tail);
         if (d->det)
             tw_detect_flush(d->det);   /* the end of a round: every counted check judged */
+        pace_http(d, got);
         publish_all(d);
         if (d->resp)
             tw_respond_tick(d->resp, tw_now_ns());
@@ -1136,6 +1167,7 @@ static void loop_reader(tw_daemon_t *d)
         set_ref_time(d, tw_now_ns());
         uint64_t got = tw_tail_poll(d->tail);
         tw_handoff_flush(d->ho);   /* the end of a round: no check waits for more */
+        pace_http(d, got);
         publish_inputs(d);
         int64_t now = tw_mono_ns();
         if (now >= next_save) {

@@ -12,8 +12,11 @@
  * action (before its body is read, a state MHD cannot resume into) and
  * the answer to another request that announces a body; with bearer
  * tokens, or basic-auth entries already verified once (api.c caches them),
- * that check is a keyed hash. Every HTTP thread runs HTTP_NICE_DELTA nicer
- * than the daemon, so scrapes yield the CPU to the ingest threads.
+ * that check is a keyed hash. While the daemon says ingestion is behind
+ * (tw_http_set_yield), every HTTP thread runs HTTP_NICE_DELTA nicer than
+ * the daemon, so scrapes yield the CPU to the ingest threads; otherwise
+ * they run at the daemon's priority, so a scrape is not kept waiting by
+ * other work on the host (see sync_priority).
  * Invariants:
  *  - A request body is read only for an API action (POST /api/v1/tokens/
  *    {id}/{action}) that has passed authentication, routing, id and
@@ -55,6 +58,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -86,8 +90,9 @@
  * backend (its lock). A request for them is suspended on its poll thread
  * and resumed when one of these has its answer ready. */
 #define SLOW_THREADS 2
-/* Added to the nice value of every HTTP thread, so that a flood of scrapes
- * cannot take the CPU from the ingest threads (Linux nice is per thread). */
+/* Added to the nice value of every HTTP thread while ingestion is behind,
+ * so that a flood of scrapes cannot take the CPU from the ingest threads
+ * (Linux nice is per thread). */
 #define HTTP_NICE_DELTA 10
 /* A /metrics body may be reused for this long by a request that is not
  * the first on its connection; see serve_metrics. */
@@ -180,6 +185,13 @@ struct tw_http {
     atomic_bool ready;
     uint16_t port;
 
+    /* Thread priority (sync_priority): the nice value HTTP threads should
+     * have now, and whether raising it back failed (then they stay where
+     * they are: no privilege to lower a nice value). */
+    int nice_base;          /* the starting thread's nice value */
+    atomic_int nice_want;   /* nice_base or nice_base + HTTP_NICE_DELTA */
+    atomic_bool nice_stuck;
+
     const tw_api_backend_t *api; /* borrowed; NULL: no API, no page */
     const tw_asset_t *assets;    /* borrowed */
     size_t nassets;
@@ -207,6 +219,8 @@ struct tw_http {
     bool starting; /* capture messages into start_msg, do not log */
     char start_msg[LOG_MSG_MAX];
 };
+
+static void sync_priority(tw_http_t *h);
 
 /* ---- logging ---- */
 
@@ -608,6 +622,7 @@ static void *slow_main(void *arg)
         if (!h->slow_head)
             h->slow_tail = NULL;
         pthread_mutex_unlock(&h->slow_lock);
+        sync_priority(h);
         struct MHD_Connection *conn = r->conn;
         slow_work(h, r);
         MHD_resume_connection(conn);
@@ -709,6 +724,7 @@ static enum MHD_Result handle_request(void *cls, struct MHD_Connection *conn, co
 {
     (void)version;
     tw_http_t *h = cls;
+    sync_priority(h);
 
     if (*req_cls == NULL) {
         /* First call: only the headers have been read. */
@@ -931,19 +947,55 @@ static int setup_security(tw_http_t *h, const tw_http_opts_t *opts, tw_err_t *er
     return 0;
 }
 
-/* Lowers the calling thread's priority by HTTP_NICE_DELTA (Linux nice is
- * per thread, and threads inherit it from the thread that creates them).
- * Needs no privilege; a failure only costs the ingest threads some CPU. */
-static void lower_priority(void)
+/* The nice value of HTTP threads: base, or HTTP_NICE_DELTA more (at most 19). */
+static int nice_of(int base, bool yield)
 {
-    id_t tid = (id_t)gettid();
-    errno = 0;
-    int cur = getpriority(PRIO_PROCESS, tid);
-    if (cur == -1 && errno != 0)
+    int n = yield ? base + HTTP_NICE_DELTA : base;
+    return n > 19 ? 19 : n;
+}
+
+/* The nice value this thread last set for itself; INT_MIN: not yet. */
+static _Thread_local int tls_nice = INT_MIN;
+
+/* Gives the calling HTTP thread the nice value the server wants now (Linux
+ * nice is per thread, and threads inherit it from their creator). Called
+ * at each request, so a change reaches a thread with its next request;
+ * one relaxed load when nothing changed. Lowering the priority needs no
+ * privilege; raising it back needs CAP_SYS_NICE or an RLIMIT_NICE that
+ * allows it (the systemd unit's LimitNICE=+0). Without, the first refusal
+ * is logged and the threads keep the lower priority, so a failure only
+ * ever costs scrapes some latency, never the ingest threads CPU. */
+static void sync_priority(tw_http_t *h)
+{
+    int want = atomic_load_explicit(&h->nice_want, memory_order_relaxed);
+    if (want == tls_nice)
         return;
-    int want = cur + HTTP_NICE_DELTA > 19 ? 19 : cur + HTTP_NICE_DELTA;
-    if (setpriority(PRIO_PROCESS, tid, want) != 0)
-        tw_debug("http: cannot lower the HTTP threads' priority: %s", strerror(errno));
+    id_t tid = (id_t)gettid();
+    if (tls_nice == INT_MIN) {
+        errno = 0;
+        int cur = getpriority(PRIO_PROCESS, tid);
+        tls_nice = cur == -1 && errno != 0 ? want : cur;
+        if (want == tls_nice)
+            return;
+    }
+    bool raise = want < tls_nice;
+    if (raise && atomic_load_explicit(&h->nice_stuck, memory_order_relaxed))
+        return;
+    if (setpriority(PRIO_PROCESS, tid, want) == 0) {
+        tls_nice = want;
+        return;
+    }
+    int e = errno;
+    if (raise) {
+        if (!atomic_exchange(&h->nice_stuck, true))
+            tw_info("http: cannot raise the HTTP threads' priority back to nice %d (%s): "
+                    "they stay up to %d nicer than the ingest threads (CAP_SYS_NICE or "
+                    "LimitNICE=+0 allows it)",
+                    want, strerror(e), HTTP_NICE_DELTA);
+        return;
+    }
+    tw_debug("http: cannot lower the HTTP threads' priority: %s", strerror(e));
+    tls_nice = want;   /* do not try again until the wish changes */
 }
 
 /* Every connection holds a descriptor: the soft RLIMIT_NOFILE is raised
@@ -985,7 +1037,8 @@ static void *start_main(void *arg)
 {
     starter_t *st = arg;
     tw_http_t *h = st->h;
-    lower_priority();
+    /* MHD's threads and ours inherit this thread's priority. */
+    sync_priority(h);
     /* The logger goes first so that MHD's start-up messages reach it. The
      * port argument is ignored when MHD_OPTION_SOCK_ADDR is given. MHD sets
      * SO_REUSEADDR on the listening socket by default (and no SO_REUSEPORT),
@@ -1015,6 +1068,7 @@ static void *start_main(void *arg)
     for (size_t i = 0; i < SLOW_THREADS; i++) {
         if (pthread_create(&h->slow[i], NULL, slow_main, h) != 0)
             tw_die("http: cannot create a thread");
+        pthread_setname_np(h->slow[i], "tw-http-slow");   /* top -H; MHD names its own */
         h->nslow++;
     }
     return NULL;
@@ -1060,6 +1114,14 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
     h->metrics = metrics;
     h->api = opts->api;
     atomic_init(&h->ready, false);
+    /* Until the daemon says otherwise, ingestion may be behind (start-up
+     * often catches up on a backlog): HTTP threads start nicer. */
+    errno = 0;
+    h->nice_base = getpriority(PRIO_PROCESS, (id_t)gettid());
+    if (h->nice_base == -1 && errno != 0)
+        h->nice_base = 0;
+    atomic_init(&h->nice_want, nice_of(h->nice_base, true));
+    atomic_init(&h->nice_stuck, false);
     if (pthread_mutex_init(&h->log_lock, NULL) != 0 ||
         pthread_mutex_init(&h->metrics_lock, NULL) != 0 ||
         pthread_mutex_init(&h->slow_lock, NULL) != 0 ||
@@ -1139,6 +1201,11 @@ uint16_t tw_http_port(const tw_http_t *h)
 void tw_http_set_ready(tw_http_t *h, bool ready)
 {
     atomic_store_explicit(&h->ready, ready, memory_order_release);
+}
+
+void tw_http_set_yield(tw_http_t *h, bool yield)
+{
+    atomic_store_explicit(&h->nice_want, nice_of(h->nice_base, yield), memory_order_relaxed);
 }
 
 int tw_http_reload_auth(tw_http_t *h, const char *bearer_token_file,

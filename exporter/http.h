@@ -77,6 +77,12 @@ tw_http_t *tw_http_start(const tw_http_opts_t *opts, tw_metrics_t *metrics, tw_e
 uint16_t tw_http_port(const tw_http_t *h);
 /* Thread-safe. */
 void tw_http_set_ready(tw_http_t *h, bool ready);
+/* Thread-safe. yield true: ingestion is behind, HTTP threads should run
+ * 10 nice levels below the daemon (the state at start); false: at the
+ * daemon's priority. Each HTTP thread applies it at its next request;
+ * raising the priority back needs CAP_SYS_NICE or RLIMIT_NICE >= 20 - nice
+ * (without, the threads stay nicer and one line is logged). */
+void tw_http_set_yield(tw_http_t *h, bool yield);
 /* Replaces the credentials (SIGHUP) with those of these files. On error
  * returns -1 with err filled and keeps the old credentials. Requests
  * being checked finish with the old ones. The caller's thread (not MHD's);

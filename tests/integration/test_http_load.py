@@ -14,14 +14,20 @@ connections or by slow requests (issue 7 point 5; docs/configuration.md
     (one at a time), /metrics and /-/healthy are answered before the last of
     them is;
   - /metrics answers stay monotonic and show every line counted before
-    the scrape arrived, also when scrapes come back to back.
+    the scrape arrived, also when scrapes come back to back;
+  - HTTP threads run 10 nice levels below the daemon while ingestion is
+    behind and come back to its priority once it has caught up (or, where
+    this process may not raise a priority, stay lower and say so once).
 """
 
 import base64
+import math
 import os
 import resource
 import select
+import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -31,7 +37,7 @@ import urllib.request
 sys.dont_write_bytecode = True   # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import twtest  # noqa: E402
-from twtest import Expect, append, run_cli, wait_until  # noqa: E402
+from twtest import SOURCE_DIR, Expect, append, run_cli, wait_until  # noqa: E402
 
 CONNS = 1000
 HEAD = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: a"
@@ -71,6 +77,40 @@ def held(socks):
         poller.register(s.fileno(), select.POLLIN | select.POLLHUP | select.POLLERR)
     closed = {fd for fd, _ in poller.poll(0)}
     return sum(1 for s in socks if s.fileno() not in closed)
+
+
+def thread_nices(pid):
+    """[(comm, nice)] of the process' threads, from /proc/PID/task/*/stat."""
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except OSError:
+            continue   # the thread has ended
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out.append((comm, int(fields[16])))   # field 19, nice (fields[0] is field 3)
+    return out
+
+
+def http_nices(pid):
+    """The nice values of the HTTP threads: libmicrohttpd's ("MHD-...") and
+    the listener's own ("tw-http-slow")."""
+    return [n for comm, n in thread_nices(pid) if comm.startswith(("MHD-", "tw-http"))]
+
+
+def may_raise_priority():
+    """Whether a process like this one may lower its nice value back after
+    raising it (CAP_SYS_NICE, or RLIMIT_NICE): asked of a child."""
+    code = ("import os, sys\n"
+            "base = os.getpriority(os.PRIO_PROCESS, 0)\n"
+            "os.setpriority(os.PRIO_PROCESS, 0, min(base + 10, 19))\n"
+            "try:\n"
+            "    os.setpriority(os.PRIO_PROCESS, 0, base)\n"
+            "except OSError:\n"
+            "    sys.exit(1)\n")
+    return subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def scrape(d, path="/metrics"):
@@ -189,6 +229,74 @@ class HttpLoadTest(twtest.TwTestCase):
                 self.assertGreaterEqual(v, last)
                 last = v
         self.assertEqual(last, 15)
+
+    def test_http_threads_yield_only_while_ingestion_is_behind(self):
+        for threads in (1, 2):
+            with self.subTest(threads=threads):
+                self.check_yield(threads)
+
+    def check_yield(self, threads):
+        d = self.daemon([self.input("gw%d" % threads)], extra={
+            "log_level": "debug", "threads": threads,
+            "rules_file": os.path.join(SOURCE_DIR, "rules", "default.json"),
+            "geoip": {"city_db": os.path.join(SOURCE_DIR, "testdata", "geoip",
+                                              "GeoLite2-City-Test.mmdb")}})
+        log = self.path("gw%d.log" % threads)
+        pid = d.proc.pid
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+        base = int(stat[stat.rindex(")") + 2:].split()[16])
+        lowered = min(base + 10, 19)
+        raise_ok = may_raise_priority()
+
+        def poll_nices():
+            scrape(d, "/-/healthy")
+            return [n for c, n in thread_nices(pid) if c.startswith("MHD-")]
+
+        def back_at_base():
+            if raise_ok:
+                wait_until(lambda: (lambda v: len(v) >= 2 and set(v) == {base})(poll_nices()),
+                           what="the poll threads back at nice %d" % base)
+            else:
+                for _ in range(20):
+                    poll_nices()
+                self.assertIn("cannot raise the HTTP threads' priority back", d.stderr())
+                self.assertEqual(set(http_nices(pid)), {lowered})
+
+        # The daemon starts with the HTTP threads lowered (start-up often
+        # catches up on a backlog) and raises them once a read round comes
+        # back empty, which an empty input does at once.
+        wait_until(lambda: "ingestion caught up" in d.stderr(), what="'ingestion caught up'")
+        back_at_base()
+
+        # A backlog after a stall: the daemon is stopped for 0.7 s while
+        # 64 MiB arrive, so its first read round after it resumes finds data
+        # and no round has come back empty for longer than 0.5 s. Scrapes
+        # while it reads are served by lowered threads.
+        block = twtest.LineGen(seed=7).batch("generic-text", 72000, 7200)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(8):
+                append(log, block)
+            time.sleep(0.7)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        seen = set()
+
+        def after_backlog():
+            seen.update(poll_nices())
+            err = d.stderr()
+            at = err.find("ingestion behind")
+            return at >= 0 and (lowered in seen or "ingestion caught up" in err[at:])
+        wait_until(after_backlog, timeout=120,
+                   what="a lowered poll thread, or the end of the backlog")
+        d.expect({"gw%d" % threads: Expect(checks=8 * 72000, rejected=8 * 7200)}, timeout=300)
+        wait_until(lambda: "ingestion caught up" in d.stderr()[d.stderr().find("ingestion behind"):],
+                   what="'ingestion caught up' after the backlog")
+        self.assertIn("ingestion behind", d.stderr())
+        self.assertIn(lowered, seen, "no poll thread was seen lowered while behind")
+        back_at_base()
+        d.check_alive()
 
 
 if __name__ == "__main__":

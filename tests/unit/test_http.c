@@ -4,7 +4,8 @@
  * not be read, bind errors, IPv6 (skipped when the kernel has none), the
  * connection limit and idle timeout, a stalled client beside served ones
  * (poll threads: a quiet connection holds nothing else up), concurrent
- * scrapes, and a clean stop. The API,
+ * scrapes, the HTTP threads' priority following tw_http_set_yield, and a
+ * clean stop. The API,
  * the page, credentials and TLS are tested in test_api.c; here the server
  * runs without an API, so /api/... and / are unknown paths.
  *
@@ -18,6 +19,7 @@
 #include "tw_test.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -27,8 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CLIENT_TIMEOUT_S 10
@@ -552,6 +556,127 @@ static void test_concurrent_scrapes(uint16_t port, tw_cell_t *counter)
     TW_CHECK_INT(ok, NSCRAPERS * SCRAPES_PER_THREAD);
 }
 
+/* ---- thread priority ---- */
+
+/* The nice values of this process' threads whose name starts with prefix
+ * (from /proc/self/task/TID/stat); returns how many, at most cap. */
+static size_t thread_nices(const char *prefix, int *out, size_t cap)
+{
+    size_t n = 0;
+    DIR *dir = opendir("/proc/self/task");
+    struct dirent *de;
+    while (dir && (de = readdir(dir)) && n < cap) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[300], stat[512];
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;   /* the thread has ended */
+        size_t len = fread(stat, 1, sizeof stat - 1, f);
+        fclose(f);
+        stat[len] = '\0';
+        char *open = strchr(stat, '('), *close = strrchr(stat, ')');
+        if (!open || !close || close < open)
+            continue;
+        if (strncmp(open + 1, prefix, strlen(prefix)) != 0)
+            continue;
+        /* After ") " come fields 3, 4, ...: nice is field 19. */
+        char *q = close + 2;
+        for (int field = 3; field < 19 && q; field++) {
+            q = strchr(q, ' ');
+            if (q)
+                q++;
+        }
+        if (q)
+            out[n++] = atoi(q);
+    }
+    if (dir)
+        closedir(dir);
+    return n;
+}
+
+/* True when every thread named prefix (at least min of them) has nice want. */
+static bool all_nice(const char *prefix, size_t min, int want)
+{
+    int v[64];
+    size_t n = thread_nices(prefix, v, 64);
+    for (size_t i = 0; i < n; i++)
+        if (v[i] != want)
+            return false;
+    return n >= min;
+}
+
+/* Whether this process may lower a nice value it raised (CAP_SYS_NICE or
+ * RLIMIT_NICE): asked of a child, which tries. */
+static bool may_raise_priority(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int base = getpriority(PRIO_PROCESS, 0);
+        if (setpriority(PRIO_PROCESS, 0, base + 10 > 19 ? 19 : base + 10) != 0)
+            _exit(2);
+        _exit(setpriority(PRIO_PROCESS, 0, base) == 0 ? 0 : 1);
+    }
+    int st = 0;
+    return pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* Scrapes on new connections until every poll thread ("MHD-...") has nice
+ * want, which needs a request on each (the kernel picks the thread that
+ * accepts); false when 400 requests did not get there. */
+static bool scrape_until_nice(uint16_t port, int want)
+{
+    for (int i = 0; i < 400; i++) {
+        if (all_nice("MHD-", 2, want))
+            return true;
+        resp_t r;
+        request(port, "GET", "/-/healthy", &r);
+        resp_free(&r);
+    }
+    return all_nice("MHD-", 2, want);
+}
+
+static void test_priority(tw_metrics_t *m)
+{
+    errno = 0;
+    int base = getpriority(PRIO_PROCESS, (id_t)gettid());
+    TW_CHECK(!(base == -1 && errno != 0));
+    int lowered = base + 10 > 19 ? 19 : base + 10;
+    tw_err_t err;
+    tw_http_t *h = start_local(m, 0, &err);
+    TW_CHECK(h != NULL);
+    if (!h)
+        return;
+    uint16_t port = tw_http_port(h);
+    /* Started yielding: every HTTP thread, MHD's and ours, is lowered,
+     * and this thread (the caller) is not. */
+    TW_CHECK(all_nice("MHD-", 2, lowered));
+    TW_CHECK(all_nice("tw-http-slow", 2, lowered));
+    TW_CHECK_INT(getpriority(PRIO_PROCESS, (id_t)gettid()), base);
+    /* Caught up: back to the daemon's priority with the next requests,
+     * where this process may raise a priority; else they stay lowered. */
+    tw_http_set_yield(h, false);
+    if (may_raise_priority()) {
+        TW_CHECK(scrape_until_nice(port, base));
+    } else {
+        fprintf(stderr, "test_priority: this process may not raise a priority: the threads "
+                        "must stay lowered\n");
+        for (int i = 0; i < 50; i++) {
+            resp_t r;
+            request(port, "GET", "/-/healthy", &r);
+            resp_free(&r);
+        }
+        TW_CHECK(all_nice("MHD-", 2, lowered));
+    }
+    /* Behind again: lowered again. */
+    tw_http_set_yield(h, true);
+    TW_CHECK(scrape_until_nice(port, lowered));
+    /* Thread priorities are per thread: the caller's never moved. */
+    TW_CHECK_INT(getpriority(PRIO_PROCESS, (id_t)gettid()), base);
+    tw_http_stop(h);
+}
+
 int main(void)
 {
     tw_cell_t *counter;
@@ -584,6 +709,8 @@ int main(void)
     if (fd >= 0)
         close(fd);
     tw_http_stop(NULL);
+
+    test_priority(m);
 
     /* Defaults (NULL opts): 127.0.0.1, a free port. */
     h = tw_http_start(NULL, m, &err);
