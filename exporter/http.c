@@ -987,11 +987,15 @@ static void sync_priority(tw_http_t *h)
     }
     int e = errno;
     if (raise) {
+        /* The usual reason is no right to (EACCES, EPERM): said in words,
+         * so that the line does not read like a file permission problem. */
         if (!atomic_exchange(&h->nice_stuck, true))
             tw_info("http: cannot raise the HTTP threads' priority back to nice %d (%s): "
                     "they stay up to %d nicer than the ingest threads (CAP_SYS_NICE or "
                     "LimitNICE=+0 allows it)",
-                    want, strerror(e), HTTP_NICE_DELTA);
+                    want,
+                    e == EACCES || e == EPERM ? "RLIMIT_NICE does not allow it" : strerror(e),
+                    HTTP_NICE_DELTA);
         return;
     }
     tw_debug("http: cannot lower the HTTP threads' priority: %s", strerror(e));
