@@ -250,7 +250,16 @@ class HttpLoadTest(twtest.TwTestCase):
         raise_ok = may_raise_priority()
 
         def poll_nices():
-            scrape(d, "/-/healthy")
+            # 16 connections opened at once, so that each poll thread
+            # accepts some (whichever is awake takes a new connection).
+            socks = [socket.create_connection(("127.0.0.1", d.port), timeout=DEADLINE)
+                     for _ in range(16)]
+            for s in socks:
+                s.sendall(b"GET /-/healthy HTTP/1.0\r\n\r\n")
+            for s in socks:
+                while s.recv(4096):
+                    pass
+                s.close()
             return [n for c, n in thread_nices(pid) if c.startswith("MHD-")]
 
         def back_at_base():
