@@ -60,6 +60,7 @@ struct tw_handoff {
     /* Producer only. */
     size_t put_i;
     tw_handoff_batch_t *cur; /* being filled, NULL when none is acquired */
+    bool reader_enrich;      /* tw_handoff_reader_enrich() */
     bool reader_geo;         /* tw_handoff_reader_geo() */
     bool geo_turn_on;        /* decided, applied once nothing is outstanding */
     size_t win_batches;      /* batches published in the current window */
@@ -78,6 +79,7 @@ tw_handoff_t *tw_handoff_new(size_t nbatches, size_t arena_bytes, size_t max_eve
     h->nb = nbatches ? nbatches : TW_HANDOFF_DEFAULT_BATCHES;
     h->arena_cap = arena_bytes ? arena_bytes : TW_HANDOFF_DEFAULT_ARENA;
     h->max_events = max_events ? max_events : TW_HANDOFF_DEFAULT_EVENTS;
+    h->reader_enrich = true;
     if (h->nb < 2 || h->arena_cap < 64 || h->arena_cap > UINT32_MAX)
         tw_die("tw_handoff_new: %zu batches of %zu bytes", h->nb, h->arena_cap);
     h->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -123,21 +125,27 @@ static void wake_consumer(tw_handoff_t *h)
 }
 
 /*
- * Who looks addresses up in GeoIP (handoff.h, tw_handoff_reader_geo). Over
- * each window of GEO_WINDOW published batches the queue compares the CPU
- * time the producer spent (reading, parsing, enriching) with the time the
- * consumer spent on the batches it took (judging). When the consumer's is
- * GEO_ON_PCT % of the producer's or more, the consumer bounds the rate and
- * the lookups move to the producer; when, with the lookups there, the
- * producer's is GEO_OFF_PCT % of the consumer's or more, they move back.
- * Between the two nothing changes: a move to the producer costs a drain.
- * Moving them back is immediate (the reader stops, the analysis thread
- * looks up what comes without a result). Moving them to the reader waits,
- * at the reader's next tw_handoff_reader_geo() call, until every event
- * pushed without a lookup has been handed over and released, so that the
- * two threads never use the GeoIP handle at the same time.
+ * What the reader does beside reading and parsing (handoff.h,
+ * tw_handoff_reader_enrich and tw_handoff_reader_geo), in three levels:
+ * nothing; token ids and addresses (the start); those and the GeoIP
+ * lookups. Over each window of GEO_WINDOW published batches the queue
+ * compares the CPU time the producer spent (reading, parsing, enriching)
+ * with the time the consumer spent on the batches it took (judging), and
+ * moves one level up when the consumer's is the larger by the level's
+ * margin, one level down when the producer's is:
+ *  - ids and addresses, a tenth of the work: on at ENRICH_PCT % (the
+ *    consumer's against the producer's), off at ENRICH_PCT % the other way;
+ *  - GeoIP lookups, up to half of the work with a deep database: on at
+ *    GEO_ON_PCT %, off at GEO_OFF_PCT %.
+ * Between the margins nothing changes. Moves down are immediate (the
+ * analysis thread does what comes without it). Moving ids is immediate
+ * too: both threads may hash and parse. Moving the lookups to the reader
+ * waits, at the reader's next tw_handoff_reader_geo() call, until every
+ * event pushed without a lookup has been handed over and released, so
+ * that the two threads never use the GeoIP handle at the same time.
  */
 #define GEO_WINDOW 16
+#define ENRICH_PCT 125
 #define GEO_ON_PCT 175
 #define GEO_OFF_PCT 140
 
@@ -150,11 +158,23 @@ static void decide_geo_locked(tw_handoff_t *h)
     h->win_batches = 0;
     h->win_prod_cpu = now;
     h->win_cons_cpu = h->consumer_cpu;
-    if (!h->reader_geo && cons * 100 >= prod * GEO_ON_PCT) {
-        h->geo_turn_on = true;
-    } else if (h->reader_geo && prod * 100 >= cons * GEO_OFF_PCT) {
-        h->reader_geo = false;
-        h->st.geo_moves++;
+    if (h->reader_geo) {
+        if (prod * 100 >= cons * GEO_OFF_PCT) {
+            h->reader_geo = false;
+            h->st.geo_moves++;
+        }
+    } else if (!h->reader_enrich) {
+        if (cons * 100 >= prod * ENRICH_PCT) {
+            h->reader_enrich = true;
+            h->st.enrich_moves++;
+        }
+    } else if (!h->geo_turn_on) {
+        if (cons * 100 >= prod * GEO_ON_PCT) {
+            h->geo_turn_on = true;
+        } else if (prod * 100 >= cons * ENRICH_PCT) {
+            h->reader_enrich = false;
+            h->st.enrich_moves++;
+        }
     }
 }
 
@@ -187,6 +207,8 @@ void tw_handoff_flush(tw_handoff_t *h)
     if (wake)
         wake_consumer(h);
 }
+
+bool tw_handoff_reader_enrich(tw_handoff_t *h) { return h->reader_enrich; }
 
 bool tw_handoff_reader_geo(tw_handoff_t *h)
 {

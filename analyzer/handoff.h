@@ -70,8 +70,16 @@ void tw_handoff_push(tw_handoff_t *h, const char *input, const tw_event_t *ev,
                      const tw_detect_pre_t *pre);
 /* Publishes the batch being filled, if it holds any event. Never blocks. */
 void tw_handoff_flush(tw_handoff_t *h);
-/* Whether the producer should do the GeoIP lookup of the event it is about
- * to push (tw_detect_enrich(..., true)); ask before each. False at first.
+/* Whether the producer should enrich the event it is about to push
+ * (tw_detect_enrich: token id and address) or push it without (NULL, the
+ * consumer does it); ask before each. True at first; the queue turns it
+ * off while the reader is the bottleneck and on again when it is not
+ * (handoff.c, "What the reader does"). Either way the events come out the
+ * same. */
+bool tw_handoff_reader_enrich(tw_handoff_t *h);
+/* Whether the producer should also do the GeoIP lookup of the event it is
+ * about to enrich (tw_detect_enrich(..., true)); ask before each, only when
+ * tw_handoff_reader_enrich() said yes. False at first.
  * The queue decides from which side waits for the other, per 16 published
  * batches: lookups move to the reader when the analysis thread is the
  * bottleneck and back when the reader is (handoff.c, "Who looks addresses
@@ -122,6 +130,7 @@ typedef struct tw_handoff_stats {
     uint64_t producer_waits; /* pushes that found every batch outstanding */
     uint64_t consumer_waits; /* tw_handoff_wait calls that slept */
     uint64_t geo_moves;      /* times tw_handoff_reader_geo() changed */
+    uint64_t enrich_moves;   /* times tw_handoff_reader_enrich() changed */
 } tw_handoff_stats_t;
 
 void tw_handoff_stats(tw_handoff_t *h, tw_handoff_stats_t *out);

@@ -174,9 +174,10 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
             tw_detect_push(in->det, in->name, &in->ev);
         } else if (in->handoff) {
             tw_detect_pre_t pre;
-            if (in->enrich)
+            bool enrich = in->enrich && tw_handoff_reader_enrich(in->handoff);
+            if (enrich)
                 tw_detect_enrich(in->enrich, &in->ev, tw_handoff_reader_geo(in->handoff), &pre);
-            tw_handoff_push(in->handoff, in->name, &in->ev, in->enrich ? &pre : NULL);
+            tw_handoff_push(in->handoff, in->name, &in->ev, enrich ? &pre : NULL);
         }
         break;
     case TW_PARSE_IGNORED:

@@ -317,11 +317,12 @@ int tw_cmd_replay(const tw_cli_t *cli)
          * that waits for free batches means detection is the bottleneck. */
         fprintf(stderr,
                 "threads: 2 reader_cpu_s=%.3f analysis_cpu_s=%.3f batches=%llu big_batches=%llu "
-                "reader_waits=%llu analysis_waits=%llu geo_moves=%llu\n",
+                "reader_waits=%llu analysis_waits=%llu geo_moves=%llu enrich_moves=%llu\n",
                 (double)rd.reader_cpu_ns / 1e9, (double)rd.analysis_cpu_ns / 1e9,
                 (unsigned long long)rd.hs.batches, (unsigned long long)rd.hs.big_batches,
                 (unsigned long long)rd.hs.producer_waits,
-                (unsigned long long)rd.hs.consumer_waits, (unsigned long long)rd.hs.geo_moves);
+                (unsigned long long)rd.hs.consumer_waits, (unsigned long long)rd.hs.geo_moves,
+                (unsigned long long)rd.hs.enrich_moves);
     }
     replay_det_close(&rd);
     tw_config_free(c);

@@ -400,9 +400,10 @@ static void test_pipeline_same_output(void)
     TW_CHECK_INT(pthread_create(&t, NULL, analysis_main, &a), 0);
     char line[512];
     /* Phases, so that the GeoIP lookups move to the reader (a slow analysis
-     * thread), back (a slow reader), to the reader again, and stay there
-     * while the two are about even. The margins (20 ms a batch, 1 ms every
-     * 16 lines) hold for the sanitizer builds too. */
+     * thread), back (a slow reader), and ids and addresses too, then both
+     * to the reader again, and stay there while the two are about even.
+     * The margins (20 ms a batch, 1 ms every 16 lines) hold for the
+     * sanitizer builds too. */
     for (size_t i = 0; i < 30000; i++) {
         if (i == 3000 || i == 9000)
             atomic_store(&a.slow, false);
@@ -429,7 +430,11 @@ static void test_pipeline_same_output(void)
     tw_handoff_stats(h, &hs);
     TW_CHECK_INT(hs.events, s1->checks); /* checks only: no blank, no error */
     TW_CHECK(hs.geo_moves >= 3);   /* to the reader, back, to the reader */
-    fprintf(stderr, "GeoIP lookups moved %llu times\n", (unsigned long long)hs.geo_moves);
+    /* The slow reader also hands ids and addresses over, and takes them
+     * back when the analysis thread slows down again. */
+    TW_CHECK(hs.enrich_moves >= 2);
+    fprintf(stderr, "GeoIP lookups moved %llu times, ids and addresses %llu times\n",
+            (unsigned long long)hs.geo_moves, (unsigned long long)hs.enrich_moves);
     tw_detect_stats_t ds1, ds2;
     tw_detect_stats(d1, &ds1);
     tw_detect_stats(d2, &ds2);
