@@ -149,7 +149,7 @@ static void wake_consumer(tw_handoff_t *h)
 #define GEO_ON_PCT 175
 #define GEO_OFF_PCT 140
 
-static void decide_geo_locked(tw_handoff_t *h)
+static void decide_placement_locked(tw_handoff_t *h)
 {
     if (++h->win_batches < GEO_WINDOW)
         return;
@@ -191,7 +191,7 @@ static bool publish_locked(tw_handoff_t *h)
     h->st.events += b->n;
     if (b->big)
         h->st.big_batches++;
-    decide_geo_locked(h);
+    decide_placement_locked(h);
     bool wake = h->sleeping;
     h->sleeping = false;
     return wake;
