@@ -1086,13 +1086,12 @@ static void stop(tw_daemon_t *d)
  * scrape interval. */
 #define BEHIND_NS ((int64_t)500 * 1000000)
 
-/* After each poll round: HTTP threads run 10 nice levels lower while
- * ingestion is behind, at the daemon's priority otherwise
- * (tw_http_set_yield), so scrapes never slow a reader that has work and
- * are not kept waiting when it has none. */
-static void pace_http(tw_daemon_t *d, uint64_t got)
+/* After each poll round (now: tw_mono_ns): HTTP threads run 10 nice
+ * levels lower while ingestion is behind, at the daemon's priority
+ * otherwise (tw_http_set_yield), so scrapes never slow a reader that has
+ * work and are not kept waiting when it has none. */
+static void pace_http(tw_daemon_t *d, uint64_t got, int64_t now)
 {
-    int64_t now = tw_mono_ns();
     if (got == 0)
         d->idle_at = now;
     bool behind = now - d->idle_at >= BEHIND_NS;
@@ -1120,12 +1119,12 @@ static void loop_one(tw_daemon_t *d)
         uint64_t got = tw_tail_poll(d->tail);
         if (d->det)
             tw_detect_flush(d->det);   /* the end of a round: every counted check judged */
-        pace_http(d, got);
         publish_all(d);
         if (d->resp)
             tw_respond_tick(d->resp, tw_now_ns());
         flush_events(d);
         int64_t now = tw_mono_ns();
+        pace_http(d, got, now);
         if (now >= next_save) {
             save_state(d);
             next_save = now + (int64_t)d->cfg->state_interval_ms * 1000000;
@@ -1167,9 +1166,9 @@ static void loop_reader(tw_daemon_t *d)
         set_ref_time(d, tw_now_ns());
         uint64_t got = tw_tail_poll(d->tail);
         tw_handoff_flush(d->ho);   /* the end of a round: no check waits for more */
-        pace_http(d, got);
         publish_inputs(d);
         int64_t now = tw_mono_ns();
+        pace_http(d, got, now);
         if (now >= next_save) {
             tw_handoff_drain(d->ho);   /* the offsets claim only judged lines */
             save_state(d);

@@ -79,18 +79,22 @@ def held(socks):
     return sum(1 for s in socks if s.fileno() not in closed)
 
 
+def comm_nice(stat_path):
+    """(comm, nice) from a /proc/.../stat file."""
+    with open(stat_path) as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return stat[stat.index("(") + 1:stat.rindex(")")], int(fields[16])   # field 19 (fields[0] is 3)
+
+
 def thread_nices(pid):
     """[(comm, nice)] of the process' threads, from /proc/PID/task/*/stat."""
     out = []
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-                stat = f.read()
+            out.append(comm_nice("/proc/%d/task/%s/stat" % (pid, tid)))
         except OSError:
             continue   # the thread has ended
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        out.append((comm, int(fields[16])))   # field 19, nice (fields[0] is field 3)
     return out
 
 
@@ -243,9 +247,7 @@ class HttpLoadTest(twtest.TwTestCase):
                                               "GeoLite2-City-Test.mmdb")}})
         log = self.path("gw%d.log" % threads)
         pid = d.proc.pid
-        with open("/proc/%d/stat" % pid) as f:
-            stat = f.read()
-        base = int(stat[stat.rindex(")") + 2:].split()[16])
+        base = comm_nice("/proc/%d/stat" % pid)[1]
         lowered = min(base + 10, 19)
         raise_ok = may_raise_priority()
 
