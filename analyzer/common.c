@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +51,26 @@ void *tw_xcalloc(size_t n, size_t size)
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p)
         tw_die("out of memory allocating %zu x %zu bytes", n, size);
+    return p;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *tw_xcalloc_table(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        tw_die("out of memory allocating %zu x %zu bytes", n, size);
+    size_t bytes = n * size;
+    if (bytes < HUGE_PAGE)
+        return tw_xcalloc(n, size);
+    size_t whole = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    void *p = NULL;
+    if (posix_memalign(&p, HUGE_PAGE, whole) != 0)
+        tw_die("out of memory allocating %zu x %zu bytes", n, size);
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, whole, MADV_HUGEPAGE);   /* advice; failure is harmless */
+#endif
+    memset(p, 0, bytes);
     return p;
 }
 

@@ -31,6 +31,12 @@ _Noreturn void tw_die(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 void *tw_xmalloc(size_t n);
 void *tw_xcalloc(size_t n, size_t size);
 void *tw_xrealloc(void *p, size_t n);
+/* Zeroed memory for a table indexed at random on the hot path (freed with
+ * free()). From 2 MiB up it is 2 MiB-aligned and advised for transparent
+ * huge pages: with THP set to "madvise" (Debian's default) a plain calloc
+ * gets 4 KiB pages, and nearly every probe of a table of several MiB would
+ * miss the TLB as well as the cache. */
+void *tw_xcalloc_table(size_t n, size_t size);
 char *tw_xstrdup(const char *s);
 char *tw_xstrndup(const char *s, size_t n);
 /* printf into a fresh heap string. */

@@ -631,7 +631,7 @@ tw_detect_t *tw_detect_new(const tw_detect_opts_t *o)
     while (sets * IP_WAYS < ipn)
         sets *= 2;
     d->ip_sets = sets;
-    d->ips = tw_xcalloc(sets * IP_WAYS, sizeof *d->ips);
+    d->ips = tw_xcalloc_table(sets * IP_WAYS, sizeof *d->ips);
     /* Seed derived from the fingerprint key: stable for one state_dir (so
      * replay is reproducible) and unknown to whoever chooses source IPs. */
     static const char seed_label[] = "tokenwatch/ip-tracker/v1";

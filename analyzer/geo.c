@@ -1033,7 +1033,7 @@ int tw_geo_open(tw_geo_t **out, const char *city_db, const char *asn_db, size_t 
         while (slots < cache_entries)
             slots *= 2;
         size_t nsets = slots / WAYS;
-        g->cache_mem = tw_xcalloc(1, 63 + nsets * sizeof(cache_set_t) +
+        g->cache_mem = tw_xcalloc_table(1, 63 + nsets * sizeof(cache_set_t) +
                                          slots * (sizeof(cache_val_t) + sizeof(cache_key_t)));
         uintptr_t p = ((uintptr_t)g->cache_mem + 63) & ~(uintptr_t)63;
         g->sets = (cache_set_t *)p;

@@ -71,7 +71,7 @@ tw_tokens_t *tw_tokens_new(size_t max_entries, tw_tokens_evict_fn evict, void *c
     t->max = max_entries;
     t->head = t->tail = t->free_head = NIL;
     t->index_cap = INDEX_MIN;
-    t->index = tw_xcalloc(t->index_cap, sizeof *t->index);
+    t->index = tw_xcalloc_table(t->index_cap, sizeof *t->index);
     t->evict = evict;
     t->evict_ctx = ctx;
     return t;
@@ -113,7 +113,7 @@ static void index_grow(tw_tokens_t *t)
     size_t old_cap = t->index_cap;
     slot_t *old = t->index;
     t->index_cap = old_cap * 2;
-    t->index = tw_xcalloc(t->index_cap, sizeof *t->index);
+    t->index = tw_xcalloc_table(t->index_cap, sizeof *t->index);
     size_t mask = t->index_cap - 1;
     for (size_t i = 0; i < old_cap; i++) {
         if (!old[i].idx1)

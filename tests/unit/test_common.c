@@ -1,12 +1,17 @@
 /*
  * test_common.c — token hints never reveal more than 7 characters, atomic
- * writes replace files whole, path helpers, log level names.
+ * writes replace files whole, path helpers, log level names, hot-path tables
+ * are zeroed and advised for huge pages.
  */
 #include "common.h"
 #include "log.h"
 #include "tw_test.h"
 
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +94,52 @@ static void test_misc(void)
              tw_hash64(TW_HASH_INIT, "foobar", 6));
 }
 
+/* True when the mapping holding p carries VmFlags "hg" (MADV_HUGEPAGE). */
+static bool advised_huge(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return false;
+    char line[512];
+    bool inside = false, hg = false;
+    uintptr_t a = (uintptr_t)p;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = a >= lo && a < hi;
+        else if (inside && strncmp(line, "VmFlags:", 8) == 0)
+            hg = strstr(line, " hg") != NULL;
+    }
+    fclose(f);
+    return hg;
+}
+
+static void test_table_alloc(void)
+{
+    /* Small: plain zeroed memory. */
+    uint64_t *s = tw_xcalloc_table(1000, sizeof *s);
+    bool zero = true;
+    for (size_t i = 0; i < 1000; i++)
+        zero &= s[i] == 0;
+    TW_CHECK(zero);
+    s[999] = 1;
+    free(s);
+
+    /* Big: zeroed to the last byte, 2 MiB-aligned, advised for huge pages
+     * when this kernel has transparent huge pages at all. */
+    size_t n = (3u << 20) / sizeof(uint64_t) + 1;
+    uint64_t *b = tw_xcalloc_table(n, sizeof *b);
+    TW_CHECK(((uintptr_t)b & ((2u << 20) - 1)) == 0);
+    zero = true;
+    for (size_t i = 0; i < n; i++)
+        zero &= b[i] == 0;
+    TW_CHECK(zero);
+    b[n - 1] = 1;
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0)
+        TW_CHECK(advised_huge(b));
+    free(b);
+}
+
 static void test_utf8(void)
 {
     static const struct {
@@ -119,5 +170,6 @@ int main(void)
     test_atomic_write();
     test_paths();
     test_misc();
+    test_table_alloc();
     return tw_test_done();
 }
