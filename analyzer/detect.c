@@ -534,7 +534,8 @@ struct tw_detect {
     tw_cell_t *c_geo[5];
     uint64_t geo_base[5];      /* counts of GeoIP handles replaced by a reload */
 
-    /* tw_detect_push()'s queue: the events and a copy of their bytes. */
+    /* tw_detect_push()'s queue: the events and a copy of the bytes they
+     * do not borrow. */
     tw_event_t q_ev[TW_DETECT_QUEUE];
     const char *q_input[TW_DETECT_QUEUE];
     size_t qn;
@@ -1402,17 +1403,23 @@ void tw_detect_flush(tw_detect_t *d)
     d->q_used = 0;
 }
 
-static tw_slice_t queue_copy(tw_detect_t *d, tw_slice_t s)
+/* s itself when it lies inside the borrowed line [lo, lo + n), else a copy
+ * in the queue's bytes. */
+static inline tw_slice_t queue_keep(tw_detect_t *d, tw_slice_t s, uintptr_t lo, size_t n)
 {
     if (s.n == 0)
         return (tw_slice_t){NULL, 0};
+    uintptr_t off = (uintptr_t)s.p - lo;
+    if (off < n && s.n <= n - off)
+        return s;
     char *at = d->q_data + d->q_used;
     memcpy(at, s.p, s.n);
     d->q_used += s.n;
     return (tw_slice_t){at, s.n};
 }
 
-void tw_detect_push(tw_detect_t *d, const char *input, const tw_event_t *ev)
+void tw_detect_push(tw_detect_t *d, const char *input, const tw_event_t *ev, const char *line,
+                    size_t len)
 {
     size_t need = ev->token.n + ev->ip.n + ev->user.n + ev->path.n;
     if (need > d->q_cap - d->q_used) {
@@ -1423,14 +1430,19 @@ void tw_detect_push(tw_detect_t *d, const char *input, const tw_event_t *ev)
             d->q_data = tw_xrealloc(d->q_data, d->q_cap);
         }
     }
+    uintptr_t lo = (uintptr_t)line;
+    if (!line)
+        len = 0;
     tw_event_t *q = &d->q_ev[d->qn];
-    memset(q, 0, sizeof *q);
-    q->token = queue_copy(d, ev->token);
-    q->ip = queue_copy(d, ev->ip);
-    q->user = queue_copy(d, ev->user);
-    q->path = queue_copy(d, ev->path);
+    q->token = queue_keep(d, ev->token, lo, len);
+    q->ip = queue_keep(d, ev->ip, lo, len);
+    q->user = queue_keep(d, ev->user, lo, len);
+    q->path = queue_keep(d, ev->path, lo, len);
+    q->result = (tw_slice_t){NULL, 0};   /* judged by the parser already */
     q->time_ns = ev->time_ns;
     q->rejected = ev->rejected;
+    q->error = 0;   /* unused: the event parsed */
+    q->error_field = NULL;
     d->q_input[d->qn] = input;
     if (++d->qn == TW_DETECT_QUEUE)
         tw_detect_flush(d);

@@ -198,16 +198,21 @@ typedef void (*tw_detect_get_fn)(void *ctx, size_t i, const char **input, tw_eve
 void tw_detect_events(tw_detect_t *d, size_t n, tw_detect_get_fn get, void *ctx);
 
 /* A queue in front of tw_detect_events() for one thread that parses and
- * judges: push copies the event's token, ip, user and path bytes (the
- * parser's slices die at its next line) and judges a full queue of
- * TW_DETECT_QUEUE events, or a shorter one when TW_DETECT_QUEUE_BYTES (or
- * the one event's size, if larger) would be exceeded; flush judges what is
- * queued. Until then a pushed event has not been judged: call flush at the
- * end of every read round, before reading the detector's state, and before
- * the input name is freed. set_rules, set_geo and clear flush first. */
+ * judges. push queues the event; its token, ip, user and path slices that
+ * lie inside line[0, len) are borrowed (the caller keeps those bytes as they
+ * are until the next flush: a line buffer's block stays put until it is
+ * refilled), the others are copied (a parser's scratch dies at its next
+ * line; line NULL copies all). A full queue of TW_DETECT_QUEUE events is
+ * judged, or a shorter one when TW_DETECT_QUEUE_BYTES (or the one event's
+ * size, if larger) would be exceeded; flush judges what is queued. Until
+ * then a pushed event has not been judged: call flush before the borrowed
+ * bytes change, at the end of every read round, before reading the
+ * detector's state, and before the input name is freed. set_rules, set_geo
+ * and clear flush first. */
 #define TW_DETECT_QUEUE 128
 #define TW_DETECT_QUEUE_BYTES (64 * 1024)
-void tw_detect_push(tw_detect_t *d, const char *input, const tw_event_t *ev);
+void tw_detect_push(tw_detect_t *d, const char *input, const tw_event_t *ev, const char *line,
+                    size_t len);
 void tw_detect_flush(tw_detect_t *d);
 
 /* Copies the counters into the metric cells (after each read round). */

@@ -171,7 +171,7 @@ void tw_input_line(tw_input_t *in, const char *line, size_t len)
             break;
         }
         if (in->det) {
-            tw_detect_push(in->det, in->name, &in->ev);
+            tw_detect_push(in->det, in->name, &in->ev, line, len);
         } else if (in->handoff) {
             tw_detect_pre_t pre;
             bool enrich = in->enrich && tw_handoff_reader_enrich(in->handoff);
@@ -238,6 +238,17 @@ static void on_skip(void *ctx, tw_skip_t reason)
     }
 }
 
+void tw_input_lines_done(tw_input_t *in)
+{
+    if (in->det)
+        tw_detect_flush(in->det);   /* it may borrow the lines' bytes */
+}
+
+static void on_lines_done(void *ctx)
+{
+    tw_input_lines_done(ctx);
+}
+
 static void on_rotate(void *ctx, tw_rotation_t kind)
 {
     tw_input_t *in = ctx;
@@ -257,4 +268,5 @@ const tw_tail_handler_t tw_input_tail_handler = {
     .on_skip = on_skip,
     .on_rotate = on_rotate,
     .on_error = on_error,
+    .on_lines_done = on_lines_done,
 };

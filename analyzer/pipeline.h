@@ -74,7 +74,8 @@ void tw_input_set_future_limit(tw_input_t *in, int64_t ahead_ns);
 bool tw_line_is_blank(const char *line, size_t len);
 
 /* Attaches a detector (borrowed; NULL detaches): every parsed check is
- * passed to tw_detect_push() after it is counted; the caller flushes the
+ * passed to tw_detect_push() after it is counted (see tw_input_line and
+ * tw_input_lines_done); the caller also flushes the
  * detector (tw_detect_flush) at the end of each read round and before it
  * frees the input (queued events carry its name). */
 void tw_input_set_detector(tw_input_t *in, tw_detect_t *det);
@@ -91,8 +92,14 @@ void tw_input_set_handoff(tw_input_t *in, tw_handoff_t *h, tw_detect_t *enrich);
  * every event of a taken batch, in order (tw_detect_events). */
 void tw_input_detect_batch(tw_detect_t *det, const tw_handoff_batch_t *b);
 
-/* The hot path: one complete line. */
+/* The hot path: one complete line. With a detector attached, the event's
+ * slices into line are queued without a copy (tw_detect_push): line's bytes
+ * must stay as they are until tw_input_lines_done(). */
 void tw_input_line(tw_input_t *in, const char *line, size_t len);
+
+/* The lines given so far die: judges what the detector has queued. Called
+ * after each block of lines (the tail handler's on_lines_done). */
+void tw_input_lines_done(tw_input_t *in);
 
 /* Exact counters (read/write: the state module restores them at start). */
 tw_input_stats_t *tw_input_stats(tw_input_t *in);

@@ -107,6 +107,7 @@ static long long replay_file(const char *file, tw_input_t *in, const tw_config_t
             else
                 tw_input_tail_handler.on_skip(in, TW_SKIP_TOO_LONG);
         }
+        tw_input_lines_done(in);   /* before the next fill overwrites them */
     }
     tw_linebuf_free(lb);
     close(fd);

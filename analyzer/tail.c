@@ -439,6 +439,8 @@ static void hand_out_lines(struct input *in, struct tfile *f)
         else
             emit_skip(in, TW_SKIP_TOO_LONG);
     }
+    if (in->h->on_lines_done)
+        in->h->on_lines_done(in->ctx);
 }
 
 /*

@@ -69,6 +69,10 @@ typedef struct tw_tail_handler {
     void (*on_skip)(void *ctx, tw_skip_t reason);
     void (*on_rotate)(void *ctx, tw_rotation_t kind);
     void (*on_error)(void *ctx, tw_tail_error_t kind);   /* may be NULL */
+    /* The lines handed out since the last call die now: called after each
+     * block's lines, before the buffer is refilled, reset or freed. Until
+     * then a line's bytes stay as they were. May be NULL. */
+    void (*on_lines_done)(void *ctx);
 } tw_tail_handler_t;
 
 typedef struct tw_tail_opts {

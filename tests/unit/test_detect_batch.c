@@ -265,7 +265,7 @@ int main(void)
         tw_event_t e = s.ev[i];
         memcpy(scratch, e.token.p, e.token.n);
         e.token.p = scratch;
-        tw_detect_push(q.d, "test", &e);
+        tw_detect_push(q.d, "test", &e, NULL, 0);
         memset(scratch, '#', e.token.n);
         if (next() % 500 == 0)
             tw_detect_flush(q.d);
@@ -277,10 +277,50 @@ int main(void)
     tw_detect_flush(q.d);
     compare("tw_detect_push", &ref, &q);
 
+    /* The queue borrowing from a line buffer: each event's ip, user and
+     * path are in its line of a block, which is overwritten (refilled)
+     * after a flush; tokens are sometimes in the block and sometimes in a
+     * scratch buffer outside the line, which dies right after the push. */
+    run_t lq;
+    run_open(&lq, geo, R, key);
+    static char block[256 * 1024];
+    size_t used = 0;
+    for (int i = 0; i < NEV; i++) {
+        tw_event_t e = s.ev[i];
+        bool token_inside = i % 3 != 0;
+        size_t need = (token_inside ? e.token.n : 0) + e.ip.n + e.user.n + e.path.n;
+        if (need > sizeof block - used) {
+            tw_detect_flush(lq.d);
+            memset(block, '#', used);
+            used = 0;
+        }
+        char *line = block + used;
+        size_t len = 0;
+        tw_slice_t *in_line[] = {token_inside ? &e.token : NULL, &e.ip, &e.user, &e.path};
+        for (size_t k = 0; k < sizeof in_line / sizeof in_line[0]; k++) {
+            if (!in_line[k] || in_line[k]->n == 0)
+                continue;
+            memcpy(line + len, in_line[k]->p, in_line[k]->n);
+            in_line[k]->p = line + len;
+            len += in_line[k]->n;
+        }
+        if (!token_inside) {
+            memcpy(scratch, e.token.p, e.token.n);
+            e.token.p = scratch;
+        }
+        tw_detect_push(lq.d, "test", &e, line, len);
+        if (!token_inside)
+            memset(scratch, '#', e.token.n);
+        used += len;
+    }
+    tw_detect_flush(lq.d);
+    compare("tw_detect_push borrowing a line buffer", &ref, &lq);
+
     run_close(&ref);
     run_close(&b);
     run_close(&pr);
     run_close(&q);
+    run_close(&lq);
     tw_geo_close(geo);
     for (int i = 0; i < NTOK; i++)
         free(s.tok[i]);

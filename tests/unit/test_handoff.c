@@ -413,6 +413,7 @@ static void test_pipeline_same_output(void)
             burn_us(1000);
         size_t n = make_line(line, sizeof line, i);
         tw_input_line(in1, line, n);
+        tw_input_lines_done(in1);   /* line is rewritten for the next one */
         tw_input_line(in2, line, n);
     }
     tw_detect_flush(d1);   /* the end of in1's read round (pipeline.h) */

@@ -40,6 +40,14 @@ typedef struct sink {
     unsigned skips[TW_SKIP__COUNT];
     unsigned rotates[TW_ROTATE__COUNT];
     unsigned errors[TW_TAIL_ERR__COUNT];
+    /* Lines handed out since the last on_lines_done, by pointer: they must
+     * still hold their bytes (the copy at text + at) when it comes. */
+    struct {
+        const char *p;
+        size_t len, at;
+    } *pend;
+    size_t npend, pend_cap;
+    size_t done_calls;
 } sink_t;
 
 static void on_line(void *ctx, const char *line, size_t len)
@@ -52,6 +60,15 @@ static void on_line(void *ctx, const char *line, size_t len)
         if (!s->text)
             abort();
     }
+    if (s->npend == s->pend_cap) {
+        s->pend_cap = s->pend_cap ? 2 * s->pend_cap : 64;
+        s->pend = realloc(s->pend, s->pend_cap * sizeof *s->pend);
+        if (!s->pend)
+            abort();
+    }
+    s->pend[s->npend].p = line;
+    s->pend[s->npend].len = len;
+    s->pend[s->npend++].at = s->len;
     memcpy(s->text + s->len, line, len);
     s->len += len;
     s->text[s->len++] = '\n';
@@ -80,7 +97,16 @@ static void on_error(void *ctx, tw_tail_error_t kind)
     s->errors[kind]++;
 }
 
-static const tw_tail_handler_t handler = {on_line, on_skip, on_rotate, on_error};
+static void on_lines_done(void *ctx)
+{
+    sink_t *s = ctx;
+    for (size_t i = 0; i < s->npend; i++)
+        TW_CHECK(memcmp(s->pend[i].p, s->text + s->pend[i].at, s->pend[i].len) == 0);
+    s->npend = 0;
+    s->done_calls++;
+}
+
+static const tw_tail_handler_t handler = {on_line, on_skip, on_rotate, on_error, on_lines_done};
 
 static const char *text(const sink_t *s)
 {
@@ -89,7 +115,11 @@ static const char *text(const sink_t *s)
 
 static void sink_free(sink_t *s)
 {
+    /* Every line handed out was followed by on_lines_done (when the
+     * handler has one) while its bytes were intact. */
+    TW_CHECK(s->npend == 0 || s->done_calls == 0);
     free(s->text);
+    free(s->pend);
     memset(s, 0, sizeof *s);
 }
 
@@ -323,6 +353,7 @@ static void test_start_positions(bool inotify)
         int before = tw_test_fail;
         EXPECT_TEXT(t, &s, cases[i].expect);
         EXPECT_EVENTS(&s, 0, 0, 0, cases[i].too_long, 0);
+        TW_CHECK(s.done_calls > 0 && s.npend == 0);   /* every block's lines done */
         TW_CHECK_INT(tw_tail_lag_bytes(t, "in"), 0);
         if (tw_test_fail != before)
             fprintf(stderr, "  in case \"%s\"\n", cases[i].name);
@@ -1093,7 +1124,7 @@ static void test_bad_input(bool inotify)
     TW_CHECK_INT(s.lines, 0);
     TW_CHECK_INT(npos(t, "dir"), 0);
 
-    tw_tail_handler_t no_line = {NULL, on_skip, on_rotate, NULL};
+    tw_tail_handler_t no_line = {NULL, on_skip, on_rotate, NULL, NULL};
     TW_CHECK_INT(tw_tail_add(t, "x", dirpath, true, NULL, 0, &no_line, &s, &err), -1);
     TW_CHECK_INT(tw_tail_add(t, "", dirpath, true, NULL, 0, &handler, &s, &err), -1);
     TW_CHECK_INT(tw_tail_add(t, "y", dirpath, true, NULL, 2, &handler, &s, NULL), -1);
@@ -1102,12 +1133,12 @@ static void test_bad_input(bool inotify)
     TW_CHECK_INT(tw_tail_positions(t, "nope", &p, 1), 0);
     TW_CHECK_INT(tw_tail_lag_bytes(t, "nope"), 0);
 
-    /* on_skip/on_rotate are optional. */
+    /* on_skip, on_rotate and on_lines_done are optional. */
     char path[PATH_MAX], old[PATH_MAX];
     path_of(path, "quiet.log");
     path_of(old, "quiet.log.1");
     append(path, "q1\n");
-    tw_tail_handler_t lines_only = {on_line, NULL, NULL, NULL};
+    tw_tail_handler_t lines_only = {on_line, NULL, NULL, NULL, NULL};
     sink_t q = {0};
     TW_CHECK_INT(tw_tail_add(t, "quiet", path, true, NULL, 0, &lines_only, &q, &err), 0);
     EXPECT_TEXT(t, &q, "q1\n");
