@@ -21,6 +21,9 @@
 #   BENCH_THREADS "1 2" (default): the "threads" settings of detect runs
 #                 (count runs have one thread's work only: threads "-")
 #   BENCH_NO_GNU_TIME=1  measure peak RSS without /usr/bin/time (sampled VmHWM)
+#   BENCH_PROBE=0 no core probe (bench/core_probe.c) around the runs
+#   BENCH_WAIT_FREE=SECONDS  before each run, probe until the cores are free
+#                 (see "Shared cores" in bench/README.md), at most SECONDS
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,6 +44,13 @@ echo "building Release into $BUILD ..." >&2
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target tokenwatch >/dev/null
 BIN=$BUILD/tokenwatch
+# How much of each CPU we get, before and after every run (bench/README.md
+# "Shared cores"): a busy hyperthread sibling slows everything by a third.
+PROBE=
+if [ "${BENCH_PROBE:-1}" != 0 ]; then
+    PROBE=$BUILD/core_probe
+    ${CC:-cc} -O2 -std=c11 -o "$PROBE" "$ROOT/bench/core_probe.c"
+fi
 
 need_gen=0
 for f in $FORMATS; do
@@ -135,6 +145,20 @@ PY
     printf '%s\t%s\t%s\t%s\n' "$summary" "$rss" "$cpu" "$threads_line"
 }
 
+# The fastest probe so far; a probe within 15% of it finds the cores free
+# (the same rule as the report's).
+WAIT_FREE=${BENCH_WAIT_FREE:-0}
+FASTEST_PROBE=
+note_probe() {
+    if [ -z "$FASTEST_PROBE" ] || awk -v a="$1" -v b="$FASTEST_PROBE" 'BEGIN { exit !(a < b) }'; then
+        FASTEST_PROBE=$1
+    fi
+}
+probe_free() { awk -v a="$1" -v b="$FASTEST_PROBE" 'BEGIN { exit !(a <= 1.15 * b) }'; }
+if [ -n "$PROBE" ] && [ "$WAIT_FREE" -gt 0 ]; then
+    for _ in 1 2 3 4 5; do note_probe "$("$PROBE")"; done   # a reference to wait for
+fi
+
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -149,28 +173,56 @@ for i in $(seq 1 "$RUNS"); do
                 log=$DATA/bench-$f.log
                 bytes=$(stat -c %s "$log")
                 echo "replay $f ($mode, threads $t) run $i/$RUNS ..." >&2
+                p0=- p1=-
+                if [ -n "$PROBE" ]; then
+                    p0=$("$PROBE")
+                    note_probe "$p0"
+                    waited=0
+                    while [ "$waited" -lt "$WAIT_FREE" ] && ! probe_free "$p0"; do
+                        sleep 1
+                        waited=$((waited + 1))
+                        p0=$("$PROBE")
+                        note_probe "$p0"
+                    done
+                fi
                 run_once "$f" "$log" "$mode" "$t" >"$WORK/one"
-                printf '%s\t%s\t%s\t%s\n' "$f ($mode)" "$t" "$bytes" "$(cat "$WORK/one")" \
-                    >>"$RESULTS"
+                if [ -n "$PROBE" ]; then
+                    p1=$("$PROBE")
+                    note_probe "$p1"
+                fi
+                printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$f ($mode)" "$t" "$bytes" "$(cat "$WORK/one")" \
+                    "$p0" "$p1" >>"$RESULTS"
             done
         done
     done
 done
 
 python3 - "$RESULTS" "$LINES" "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "$ADDRESSES" \
-    "${CITY_DB:-the test database of bench.json}" <<'PY'
+    "${CITY_DB:-the test database of bench.json}" "${FASTEST_PROBE:--}" <<'PY'
 import re, statistics, sys
 rows = {}
+probes = []
 for line in open(sys.argv[1]):
-    fmt, threads, size, summary, rss, cpu, tline = line.rstrip("\n").split("\t")
+    fmt, threads, size, summary, rss, cpu, tline, p0, p1 = line.rstrip("\n").split("\t")
     kv = dict(re.findall(r"(\w+)=([0-9.]+)", summary))
     kv["cpu_s"] = cpu or "0"
     kv.update({"t_" + k: v for k, v in re.findall(r"(\w+)=([0-9.]+)", tline)})
+    # The slower of the probes around the run (None without probes).
+    kv["probe"] = max(float(p0), float(p1)) if p0 != "-" else None
+    if p0 != "-":
+        probes += [float(p0), float(p1)]
     rows.setdefault((fmt, threads), []).append((int(size), kv, int(rss)))
 want = int(sys.argv[2])
+# A run had its cores to itself when neither probe around it took more than
+# 15% over the fastest probe of the whole session.
+FREE = 1.15
+# The fastest of every probe the script ran (also those it waited with).
+seen = probes + ([float(sys.argv[7])] if sys.argv[7] != "-" else [])
+fastest = min(seen) if seen else None
+free = lambda kv: fastest is not None and kv["probe"] <= FREE * fastest
 print()
-print("| format (mode) | threads | lines | file MB | lines/s (median) | MB/s (median) | seconds (median) | peak RSS MiB |")
-print("|---|:-:|---:|---:|---:|---:|---:|---:|")
+print("| format (mode) | threads | lines | file MB | lines/s (median) | MB/s (median) | seconds (median) | peak RSS MiB | lines/s (median, cores free) | runs with cores free |")
+print("|---|:-:|---:|---:|---:|---:|---:|---:|---:|---:|")
 bad = False
 for (fmt, threads), runs in rows.items():
     size = runs[0][0]
@@ -183,10 +235,18 @@ for (fmt, threads), runs in rows.items():
     mbs = statistics.median(float(r[1]["mb_per_s"]) for r in runs)
     secs = statistics.median(float(r[1]["seconds"]) for r in runs)
     rss = max(r[2] for r in runs) / 1024.0
-    print("| %s | %s | %d | %.1f | %s | %.1f | %.3f | %.1f |" %
-          (fmt, threads, lines, size / 1e6, format(int(round(lps)), ","), mbs, secs, rss))
+    free_runs = [r for r in runs if free(r[1])]
+    free_lps = (format(int(round(statistics.median(float(r[1]["lines_per_s"]) for r in free_runs))), ",")
+                if free_runs else "-")
+    print("| %s | %s | %d | %.1f | %s | %.1f | %.3f | %.1f | %s | %s |" %
+          (fmt, threads, lines, size / 1e6, format(int(round(lps)), ","), mbs, secs, rss,
+           free_lps, "%d of %d" % (len(free_runs), len(runs)) if fastest else "-"))
 print()
 print("(%d runs per row; peak RSS is the maximum over runs)" % len(next(iter(rows.values()))))
+if fastest:
+    print("core probe (bench/core_probe.c, slowest CPU): fastest %.3f s, median %.3f s, slowest %.3f s;"
+          % (fastest, statistics.median(probes), max(probes)))
+    print("cores free = both probes around the run within %d%% of the fastest" % round((FREE - 1) * 100))
 
 # Two threads against one, per format: the ratio of the medians, and where
 # the time went in the two-thread runs (each thread's CPU seconds; a reader
@@ -196,18 +256,22 @@ pairs = [(f, rows[(f, "1")], rows[(f, "2")]) for f, t in rows
          if t == "2" and (f, "1") in rows]
 if pairs:
     print()
-    print("| format (mode) | lines/s, 2 threads / 1 | reader CPU s | analysis CPU s | "
+    print("| format (mode) | lines/s, 2 threads / 1 | same, cores free | reader CPU s | analysis CPU s | "
           "1-thread CPU s | reader waits | analysis waits | bottleneck |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for fmt, one, two in pairs:
         med = lambda runs, k: statistics.median(float(r[1].get(k, 0)) for r in runs)
         ratio = med(two, "lines_per_s") / med(one, "lines_per_s")
+        one_free = [r for r in one if free(r[1])]
+        two_free = [r for r in two if free(r[1])]
+        ratio_free = ("%.2fx" % (med(two_free, "lines_per_s") / med(one_free, "lines_per_s"))
+                      if one_free and two_free else "-")
         rcpu, acpu = med(two, "t_reader_cpu_s"), med(two, "t_analysis_cpu_s")
         rw, aw = med(two, "t_reader_waits"), med(two, "t_analysis_waits")
         cpu1 = med(one, "cpu_s")
         side = "analysis" if acpu > rcpu * 1.1 else ("reader" if rcpu > acpu * 1.1 else "balanced")
-        print("| %s | %.2fx | %.3f | %.3f | %.3f | %d | %d | %s |" %
-              (fmt, ratio, rcpu, acpu, cpu1, rw, aw, side))
+        print("| %s | %.2fx | %s | %.3f | %.3f | %.3f | %d | %d | %s |" %
+              (fmt, ratio, ratio_free, rcpu, acpu, cpu1, rw, aw, side))
 print()
 print("load average: %s at start, %s at the end (the ratio needs two idle cores)" %
       (sys.argv[3], sys.argv[4]))
