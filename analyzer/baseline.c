@@ -118,11 +118,11 @@ void tw_fail_window_add(tw_fail_window_t *w, int64_t t_ns, uint32_t window_s, bo
 
 unsigned tw_hour_of_week(int64_t local_s)
 {
-    /* 1970-01-01 was a Thursday: day 0 is weekday 3 with Monday = 0. */
-    int64_t days = local_s >= 0 ? local_s / 86400 : (local_s - 86399) / 86400;
-    int64_t sod = local_s - days * 86400;
-    int64_t wd = ((days % 7) + 7 + 3) % 7;
-    return (unsigned)(wd * 24 + sod / 3600);
+    /* 1970-01-01 00:00 was a Thursday: hour 0 since the epoch is hour
+     * 3 * 24 of the week with Monday = 0. Hours are floored. */
+    int64_t h = local_s >= 0 ? local_s / 3600 : (local_s - 3599) / 3600;
+    int64_t w = (h + 72) % 168;
+    return (unsigned)(w < 0 ? w + 168 : w);
 }
 
 static void hours_recount(tw_baseline_t *b)

@@ -15,6 +15,7 @@
 #include "geo.h"
 
 #include <arpa/inet.h>
+#include <endian.h>
 #include <errno.h>
 #include <math.h>
 #include <maxminddb.h>
@@ -260,6 +261,14 @@ invalid:
     return -1;
 }
 
+/* Bytes p[0..7] as a big-endian number. */
+static inline uint64_t be64_at(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return be64toh(v);
+}
+
 bool tw_geo_addr_same_prefix(const tw_geo_addr_t *a, const tw_geo_addr_t *b, unsigned bits)
 {
     if (a->family != b->family || (a->family != 4 && a->family != 6))
@@ -267,14 +276,17 @@ bool tw_geo_addr_same_prefix(const tw_geo_addr_t *a, const tw_geo_addr_t *b, uns
     unsigned width = a->family == 4 ? 32 : 128;
     if (bits > width)
         bits = width;
-    size_t whole = bits / 8;
-    if (memcmp(a->bytes, b->bytes, whole) != 0)
-        return false;
-    unsigned rest = bits % 8;
-    if (rest == 0)
+    if (bits == 0)
         return true;
-    uint8_t mask = (uint8_t)(0xff00u >> rest);
-    return ((a->bytes[whole] ^ b->bytes[whole]) & mask) == 0;
+    /* The differing bits, 64 at a time; bytes past an IPv4 address's four
+     * are shifted out (bits <= 32 there). */
+    uint64_t hi = be64_at(a->bytes) ^ be64_at(b->bytes);
+    if (bits <= 64)
+        return hi >> (64 - bits) == 0;
+    if (hi != 0)
+        return false;
+    uint64_t lo = be64_at(a->bytes + 8) ^ be64_at(b->bytes + 8);
+    return lo >> (128 - bits) == 0;   /* 65 <= bits <= 128 */
 }
 
 static bool v4_in(uint32_t a, uint32_t net, unsigned len)

@@ -4,11 +4,13 @@
  */
 #include "tokenid.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,10 +90,10 @@ void tw_tokenid_free(tw_tokenid_t *k)
 uint64_t tw_tokenid_of(const tw_tokenid_t *k, tw_slice_t token)
 {
     unsigned char h[crypto_shorthash_BYTES];
+    _Static_assert(sizeof h == sizeof(uint64_t), "SipHash-2-4 gives 8 bytes");
     crypto_shorthash(h, (const unsigned char *)token.p, token.n, k->key);
-    uint64_t id = 0;
-    for (size_t i = 0; i < sizeof h; i++)
-        id = (id << 8) | h[i];
-    return id;
+    uint64_t id;
+    memcpy(&id, h, sizeof id);
+    return be64toh(id);   /* the bytes read big-endian, as ids always were */
 }
 

@@ -66,6 +66,19 @@ int main(void)
     TW_CHECK_INT(tw_hour_of_week(MON + 3600 * 9 + 59), 9);
     TW_CHECK_INT(tw_hour_of_week(MON - 1), 167);
     TW_CHECK_INT(tw_hour_of_week(MON + 86400 * 2 + 3600 * 14), 62);
+    /* Against day and hour arithmetic, across the epoch and far from it. */
+    static const int64_t starts[] = {-400LL * 86400 - 7, -3 * 3600, MON - 90 * 86400,
+                                     4102444800LL - 12345};
+    for (size_t k = 0; k < sizeof starts / sizeof starts[0]; k++)
+        for (int64_t s = starts[k]; s < starts[k] + 9 * 86400; s += 1799) {
+            int64_t days = s >= 0 ? s / 86400 : (s - 86399) / 86400;   /* floored */
+            int64_t sod = s - days * 86400;
+            int64_t wd = ((days % 7) + 7 + 3) % 7;   /* 1970-01-01 was a Thursday */
+            if (tw_hour_of_week(s) != (unsigned)(wd * 24 + sod / 3600)) {
+                TW_CHECK_INT(tw_hour_of_week(s), (unsigned)(wd * 24 + sod / 3600));
+                break;
+            }
+        }
 
     /* Profile: office hours; a 03:00 use has a tiny share, 10:00 a big one. */
     memset(&b, 0, sizeof b);

@@ -712,6 +712,35 @@ static void test_records(void)
     TW_CHECK(tw_geo_addr_same_prefix(&y, &z, 48));
     TW_CHECK(!tw_geo_addr_same_prefix(&y, &z, 64));
     TW_CHECK(!tw_geo_addr_same_prefix(&x, &y, 0)); /* families differ */
+    /* Against a bit-by-bit comparison: random pairs that share a random
+     * number of leading bits, every prefix length (and past the width). */
+    uint64_t rs = 0x243F6A8885A308D3ULL;
+    for (int n = 0; n < 2000; n++) {
+        tw_geo_addr_t p = {.family = n % 2 ? 6 : 4}, q;
+        for (int i = 0; i < 16; i++) {
+            rs = rs * 6364136223846793005ULL + 1442695040888963407ULL;
+            p.bytes[i] = (uint8_t)(rs >> 56);
+        }
+        q = p;
+        unsigned width = p.family == 4 ? 32 : 128;
+        unsigned flip = (unsigned)(rs >> 20) % (width + 1);   /* width: no bit differs */
+        if (flip < width)
+            q.bytes[flip / 8] ^= (uint8_t)(0x80u >> (flip % 8));
+        if (p.family == 4)   /* bytes past an IPv4 address must not matter */
+            q.bytes[4 + n % 12] ^= 0xff;
+        for (unsigned bits = 0; bits <= width + 8; bits++) {
+            bool want = true;
+            for (unsigned i = 0; i < bits && i < width; i++)
+                if (((p.bytes[i / 8] ^ q.bytes[i / 8]) >> (7 - i % 8)) & 1)
+                    want = false;
+            if (tw_geo_addr_same_prefix(&p, &q, bits) != want) {
+                TW_CHECK(tw_geo_addr_same_prefix(&p, &q, bits) == want);
+                fprintf(stderr, "  family %d, bit %u flipped, prefix %u\n", p.family, flip, bits);
+                n = 2000;
+                break;
+            }
+        }
+    }
     TW_CHECK(tw_geo_addr_is_private(&(tw_geo_addr_t){.family = 4, .bytes = {10, 9, 8, 7}}));
     tw_geo_close(g);
 }
