@@ -62,13 +62,14 @@ def main():
     order = []
     with open(runs_path) as f:
         for line in f:
-            job, tool, inp, run, status, wall, rss, cpu, counted = \
-                (line.rstrip("\n").split("\t") + [""])[:9]
+            job, tool, inp, run, status, wall, rss, cpu, counted, probe = \
+                (line.rstrip("\n").split("\t") + ["", ""])[:10]
             if job not in jobs:
                 jobs[job] = {"tool": tool, "input": inp, "runs": []}
                 order.append(job)
             jobs[job]["runs"].append({"run": int(run), "status": int(status), "wall": float(wall),
-                                      "rss": int(rss), "cpu": float(cpu), "counted": read_kv(counted)})
+                                      "rss": int(rss), "cpu": float(cpu), "counted": read_kv(counted),
+                                      "probe": float(probe) if probe else None})
 
     warnings = []
 
@@ -128,17 +129,19 @@ def main():
         wall = statistics.median(r["wall"] for r in ok)
         cpu = statistics.median(r["cpu"] for r in ok)
         rss = statistics.median(r["rss"] for r in ok) / 1024.0
+        probes = [r["probe"] for r in ok if r["probe"] is not None]
         rows[job] = {"wall": wall, "lps": lines / max(wall, 0.01), "cps": lines / max(cpu, 0.01),
-                     "rss": rss, "n": len(ok), "of": len(j["runs"])}
+                     "rss": rss, "n": len(ok), "of": len(j["runs"]),
+                     "probe": "%.3f" % statistics.median(probes) if probes else "—"}
 
     out = []
     out.append("| tool | input | lines/s | lines per CPU s | seconds | peak RSS MiB "
-               "| tokenwatch ÷ tool, lines/s | tokenwatch ÷ tool, RSS |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+               "| tokenwatch ÷ tool, lines/s | tokenwatch ÷ tool, RSS | core probe s |")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for job in order:
         j, r = jobs[job], rows[job]
         if r is None:
-            out.append("| %s | %s | failed | | | | | |" % (j["tool"], j["input"]))
+            out.append("| %s | %s | failed | | | | | | |" % (j["tool"], j["input"]))
             continue
         ref = rows.get("%s:%s" % (REFERENCE, job.split(":", 1)[1]))
         if job.startswith("tw") or ref is None:
@@ -147,9 +150,9 @@ def main():
             ratio_lps = "%.1f×" % (ref["lps"] / r["lps"])
             ratio_rss = "%.2f×" % (ref["rss"] / r["rss"])
         runs = "" if r["n"] == r["of"] else " (%d of %d runs ok)" % (r["n"], r["of"])
-        out.append("| %s | %s | %s | %s | %.2f | %.1f | %s | %s |%s" %
+        out.append("| %s | %s | %s | %s | %.2f | %.1f | %s | %s | %s |%s" %
                    (j["tool"], j["input"], fmt_int(r["lps"]), fmt_int(r["cps"]), r["wall"],
-                    r["rss"], ratio_lps, ratio_rss, runs))
+                    r["rss"], ratio_lps, ratio_rss, r["probe"], runs))
     table = "\n".join(out)
     print()
     print(table)
@@ -166,6 +169,10 @@ def main():
                 "alike); lines per CPU s divides by its user + system CPU time instead, which\n"
                 "other load on the machine disturbs less. The ratios compare the tokenwatch row\n"
                 "with the GeoLite2-sized database with each peer on the same input (lines/s).\n"
+                "The core probe (bench/core_probe.c) is the median over the runs of the slower\n"
+                "of the probes before and after each run: about 0.10 s when the cores are free,\n"
+                "0.14-0.20 s when another tenant's hyperthread shares them (bench/README.md,\n"
+                "\"Shared cores\"); rows with similar figures ran on cores of similar speed.\n"
                 % fmt_int(lines))
         if warnings:
             f.write("\nWarnings:\n\n")

@@ -18,7 +18,8 @@
 #   mtail --one_shot --progs PROG --logs LOG  mtail-text/ or mtail-json/
 #   fail2ban-regex -r LOG FILTER              fail2ban/tokenwatch-{text,json}.conf
 # Each run is measured with /usr/bin/time -f "%e %M %U %S" (wall seconds, peak
-# RSS, user and system CPU seconds).
+# RSS, user and system CPU seconds), with bench/core_probe.c before and after
+# it (how fast the cores were: bench/README.md "Shared cores").
 # Prints a Markdown table of medians and writes it, with the machine's load
 # average and the tools' versions, to bench/compare/results.md. Warns when a
 # tool did not count what the generator wrote (report.py).
@@ -173,6 +174,10 @@ if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=O
     die "tokenwatch did not build"
 fi
 TW=$BUILD/tokenwatch
+# The core probe of bench/run.sh (bench/README.md "Shared cores"), before
+# and after every run: whether the tools ran on cores of the same speed.
+PROBE=$BUILD/core_probe
+${CC:-cc} -O2 -std=c11 -o "$PROBE" "$ROOT/bench/core_probe.c" || die "cannot compile bench/core_probe.c"
 
 # ---- data -------------------------------------------------------------------
 
@@ -334,9 +339,12 @@ RESULTS=$WORK/runs.tsv
 for i in $(seq 1 "$RUNS"); do
     for job in "${JOBS[@]}"; do
         say "run $i/$RUNS: $job ..."
+        p0=$("$PROBE")
         run_job "$job"
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$job" "$(job_tool "$job")" "${job#*:}" \
-            "$i" "$STATUS" "${WALL:-0}" "${RSS:-0}" "${CPU:-0}" "$COUNTED" >>"$RESULTS"
+        p1=$("$PROBE")
+        probe=$(awk -v a="$p0" -v b="$p1" 'BEGIN { print (a > b ? a : b) }')
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$job" "$(job_tool "$job")" "${job#*:}" \
+            "$i" "$STATUS" "${WALL:-0}" "${RSS:-0}" "${CPU:-0}" "$COUNTED" "$probe" >>"$RESULTS"
     done
 done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
