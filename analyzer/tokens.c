@@ -13,7 +13,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define NIL UINT32_MAX
 #define INDEX_MIN 1024
@@ -44,18 +43,12 @@ struct tw_tokens {
  * Entries are reached at random (one per event, by token id), so with a
  * big table nearly every event misses the TLB as well as the cache; in a
  * virtual machine a TLB miss walks two page tables. A chunk is therefore
- * one 2 MiB-aligned block marked for transparent huge pages (with THP set
- * to "madvise", Debian's default, nothing else would get one).
+ * one 2 MiB-aligned block marked for transparent huge pages, as the index
+ * is (tw_xcalloc_table).
  */
 static tw_token_t *chunk_new(void)
 {
-    void *p = NULL;
-    if (posix_memalign(&p, TW_TOKENS_CHUNK_BYTES, TW_TOKENS_CHUNK_BYTES) != 0)
-        tw_die("out of memory (a token table chunk of %zu bytes)", TW_TOKENS_CHUNK_BYTES);
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, TW_TOKENS_CHUNK_BYTES, MADV_HUGEPAGE);   /* advice; failure is harmless */
-#endif
-    return p;
+    return tw_xcalloc_table(1, TW_TOKENS_CHUNK_BYTES);
 }
 
 static inline tw_token_t *at(const tw_tokens_t *t, uint32_t i)
