@@ -145,8 +145,9 @@ PY
     printf '%s\t%s\t%s\t%s\n' "$summary" "$rss" "$cpu" "$threads_line"
 }
 
-# The fastest probe so far; a probe within 15% of it finds the cores free
-# (the same rule as the report's).
+# The fastest probe so far; a probe within FREE_RATIO of it finds the cores
+# free (the report below uses the same ratio).
+FREE_RATIO=1.15
 WAIT_FREE=${BENCH_WAIT_FREE:-0}
 FASTEST_PROBE=
 note_probe() {
@@ -154,7 +155,7 @@ note_probe() {
         FASTEST_PROBE=$1
     fi
 }
-probe_free() { awk -v a="$1" -v b="$FASTEST_PROBE" 'BEGIN { exit !(a <= 1.15 * b) }'; }
+probe_free() { awk -v a="$1" -v b="$FASTEST_PROBE" -v r="$FREE_RATIO" 'BEGIN { exit !(a <= r * b) }'; }
 if [ -n "$PROBE" ] && [ "$WAIT_FREE" -gt 0 ]; then
     for _ in 1 2 3 4 5; do note_probe "$("$PROBE")"; done   # a reference to wait for
 fi
@@ -198,7 +199,7 @@ for i in $(seq 1 "$RUNS"); do
 done
 
 python3 - "$RESULTS" "$LINES" "$LOAD_START" "$(cut -d' ' -f1-3 /proc/loadavg)" "$ADDRESSES" \
-    "${CITY_DB:-the test database of bench.json}" "${FASTEST_PROBE:--}" <<'PY'
+    "${CITY_DB:-the test database of bench.json}" "${FASTEST_PROBE:--}" "$FREE_RATIO" <<'PY'
 import re, statistics, sys
 rows = {}
 probes = []
@@ -214,8 +215,8 @@ for line in open(sys.argv[1]):
     rows.setdefault((fmt, threads), []).append((int(size), kv, int(rss)))
 want = int(sys.argv[2])
 # A run had its cores to itself when neither probe around it took more than
-# 15% over the fastest probe of the whole session.
-FREE = 1.15
+# FREE_RATIO times the fastest probe of the whole session.
+FREE = float(sys.argv[8])
 # The fastest of every probe the script ran (also those it waited with).
 seen = probes + ([float(sys.argv[7])] if sys.argv[7] != "-" else [])
 fastest = min(seen) if seen else None
