@@ -9,9 +9,12 @@
  * loaded tw_format_t is never written again, so threads may share it.
  *
  * The hot path (tw_parser_parse) allocates nothing in steady state:
- *  - regex: pcre2_jit_match (or pcre2_match when the JIT is unavailable)
- *    into match data, a match context and a JIT stack owned by the parser;
- *    captures are returned as slices of the line.
+ *  - regex: patterns in fieldpat.h's subset (literal text and \S+ fields,
+ *    some optional: the usual log line, and the shipped generic-text) run
+ *    on fieldpat's matcher, which finds the match PCRE2 would; all others
+ *    run pcre2_jit_match (or pcre2_match when the JIT is unavailable) into
+ *    match data, a match context and a JIT stack owned by the parser.
+ *    Either way captures are returned as slices of the line.
  *  - json: lines in a strict subset of JSON (the usual case) are read by a
  *    one-pass scanner that walks a trie of the configured paths and
  *    returns slices of the line ("json fast path" below); every other line
@@ -62,6 +65,8 @@
  * Nothing here logs; errors go to tw_err_t and never quote line contents.
  */
 #include "format.h"
+
+#include "fieldpat.h"
 #include "timeparse.h"
 
 #include <dirent.h>
@@ -167,6 +172,7 @@ struct tw_format {
     /* regex */
     pcre2_code *re;
     bool jit;
+    tw_fieldpat_t *fields;     /* the same pattern for fieldpat, or NULL */
     uint32_t group[F_COUNT];   /* 0 = the pattern has no such group */
     /* json */
     jfield_t field[F_COUNT];
@@ -215,6 +221,7 @@ void tw_format_free(tw_format_t *f)
         return;
     free(f->name);
     pcre2_code_free(f->re);
+    tw_fieldpat_free(f->fields);
     for (int i = 0; i < F_COUNT; i++)
         jfield_free(&f->field[i]);
     matcher_free(&f->rejected);
@@ -634,6 +641,15 @@ static int compile_pattern(loader_t *ld, tw_format_t *f, const cJSON *node)
     size_t jit_size = 0;
     f->jit = pcre2_jit_compile(f->re, PCRE2_JIT_COMPLETE) == 0 &&
              pcre2_pattern_info(f->re, PCRE2_INFO_JITSIZE, &jit_size) == 0 && jit_size > 0;
+    /* fieldpat numbers groups as PCRE2 does; a count that differs would
+     * mean it read the pattern otherwise, so it is not used then. */
+    uint32_t caps = 0;
+    f->fields = tw_fieldpat_compile(node->valuestring);
+    if (f->fields && (pcre2_pattern_info(f->re, PCRE2_INFO_CAPTURECOUNT, &caps) != 0 ||
+                      caps != tw_fieldpat_captures(f->fields))) {
+        tw_fieldpat_free(f->fields);
+        f->fields = NULL;
+    }
     return 0;
 }
 
@@ -939,6 +955,7 @@ struct tw_parser {
     pcre2_match_data *md;
     pcre2_match_context *mctx;
     pcre2_jit_stack *jit_stack;
+    size_t *ov;            /* fieldpat's ovector, when fmt->fields */
     /* json */
     arena_t arena;
     cJSON *foreign_root;   /* a tree not in our arena (see parse_json) */
@@ -947,7 +964,7 @@ struct tw_parser {
     bool *head_done;
     char num[SLOT_COUNT][NUM_SCRATCH];
     /* json fast path (see "json fast path" below) */
-    bool fast_on;
+    bool fast_on;              /* regex: fieldpat; json: the scanner */
     jnode_t *nodes;            /* the paths' trie; nodes[0] is the root object */
     size_t nnodes;
     uint32_t gen;              /* this line's mark in jnode_t.gen */
@@ -1051,6 +1068,11 @@ tw_parser_t *tw_parser_new(const tw_format_t *fmt)
                 tw_die("out of memory creating a PCRE2 JIT stack");
             pcre2_jit_stack_assign(p->mctx, NULL, p->jit_stack);
         }
+        if (fmt->fields) {
+            p->ov = tw_xcalloc(2 * ((size_t)tw_fieldpat_captures(fmt->fields) + 1),
+                               sizeof *p->ov);
+            p->fast_on = true;
+        }
     } else {
         hooks_ensure();
         arena_init(&p->arena, ARENA_FIRST_CHUNK);
@@ -1061,9 +1083,10 @@ tw_parser_t *tw_parser_new(const tw_format_t *fmt)
     return p;
 }
 
-void tw_parser_json_fast(tw_parser_t *p, bool on)
+bool tw_parser_fast(tw_parser_t *p, bool on)
 {
-    p->fast_on = on && p->nodes;
+    p->fast_on = on && (p->nodes || p->ov);
+    return p->fast_on;
 }
 
 void tw_parser_free(tw_parser_t *p)
@@ -1073,6 +1096,7 @@ void tw_parser_free(tw_parser_t *p)
     pcre2_match_data_free(p->md);
     pcre2_match_context_free(p->mctx);
     pcre2_jit_stack_free(p->jit_stack);
+    free(p->ov);
     cJSON_Delete(p->foreign_root);
     arena_free(&p->arena);
     free(p->head_node);
@@ -1143,13 +1167,23 @@ static tw_parse_status_t parse_regex(tw_parser_t *p, const char *line, size_t le
                                      int64_t ref_ns, tw_event_t *ev)
 {
     const tw_format_t *f = p->fmt;
-    int rc = f->jit ? pcre2_jit_match(f->re, (PCRE2_SPTR)line, len, 0, 0, p->md, p->mctx)
+    const PCRE2_SIZE *ov;
+    int rc;
+    if (p->fast_on) {
+        if (!tw_fieldpat_match(f->fields, line, len, p->ov))
+            return fail(ev, TW_PERR_NO_MATCH, -1);
+        ov = p->ov;   /* every group below rc; unset ones are PCRE2_UNSET */
+        rc = (int)tw_fieldpat_captures(f->fields) + 1;
+    } else {
+        rc = f->jit ? pcre2_jit_match(f->re, (PCRE2_SPTR)line, len, 0, 0, p->md, p->mctx)
                     : pcre2_match(f->re, (PCRE2_SPTR)line, len, 0, 0, p->md, p->mctx);
-    /* Any failure, including the match limit, is "this line is not one of
-     * ours"; rc == 0 cannot happen with match data sized from the pattern. */
-    if (rc <= 0)
-        return fail(ev, TW_PERR_NO_MATCH, -1);
-    const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(p->md);
+        /* Any failure, including the match limit, is "this line is not one
+         * of ours"; rc == 0 cannot happen with match data sized from the
+         * pattern. */
+        if (rc <= 0)
+            return fail(ev, TW_PERR_NO_MATCH, -1);
+        ov = pcre2_get_ovector_pointer(p->md);
+    }
 
     if (f->filter.on && !matcher_hit(&f->filter, group_slice(ov, rc, f->filter.group, line)))
         return TW_PARSE_IGNORED;

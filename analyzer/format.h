@@ -100,11 +100,14 @@ void tw_parser_free(tw_parser_t *p);   /* NULL-safe */
 tw_parse_status_t tw_parser_parse(tw_parser_t *p, const char *line, size_t len,
                                   int64_t ref_ns, tw_event_t *ev);
 
-/* JSON formats read lines in a strict subset of JSON with a scanner of
- * their own and leave every other line to cJSON, with the same result
- * (format.c, "json fast path"). on == false sends every line through cJSON;
- * for tests and measurements. No effect on regex formats. Same thread
- * rules as tw_parser_parse(). */
-void tw_parser_json_fast(tw_parser_t *p, bool on);
+/* The fast paths, on by default, with the same results as the general
+ * ones: JSON formats read lines in a strict subset of JSON with a scanner
+ * of their own and leave every other line to cJSON (format.c, "json fast
+ * path"); regex formats whose pattern is in fieldpat.h's subset match on
+ * fieldpat instead of PCRE2. on == false sends every line through cJSON
+ * or PCRE2; for tests and measurements. Returns whether a fast path is
+ * now on (false for patterns outside the subset). Same thread rules as
+ * tw_parser_parse(). */
+bool tw_parser_fast(tw_parser_t *p, bool on);
 
 #endif

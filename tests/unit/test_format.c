@@ -1068,7 +1068,7 @@ static bool same_slice(tw_slice_t a, tw_slice_t b)
 
 /* Parses one line with the fast path on and off; any difference in the
  * outcome is a failure. Returns 1 when they differ. */
-static int fast_vs_cjson(tw_parser_t *fast, tw_parser_t *slow, const char *line, size_t len)
+static int fast_vs_slow(tw_parser_t *fast, tw_parser_t *slow, const char *line, size_t len)
 {
     tw_event_t a, b;
     char *ca = NULL, *cb = NULL;
@@ -1084,13 +1084,62 @@ static int fast_vs_cjson(tw_parser_t *fast, tw_parser_t *slow, const char *line,
                a.rejected == b.rejected;
     if (!same) {
         char *r = render(line, len);
-        fprintf(stderr, "fast path differs from cJSON (%s vs %s) on: %s\n", status_name(sa),
+        fprintf(stderr, "fast path differs from cJSON/PCRE2 (%s vs %s) on: %s\n", status_name(sa),
                 status_name(sb), r);
         free(r);
     }
     free(ca);
     free(cb);
     return !same;
+}
+
+/* fast_vs_slow on every line of the fixtures files[] and on every input of
+ * the fuzz corpora corpora[] (NULL-terminated lists); adds to *n. */
+static int fast_vs_slow_files(tw_parser_t *fast, tw_parser_t *slow, const char *const *files,
+                              const char *const *corpora, size_t *n)
+{
+    int bad = 0;
+    for (size_t i = 0; files[i]; i++) {
+        char *path = tw_xasprintf("%s/%s", source_dir(), files[i]);
+        lines_t l;
+        TW_CHECK(read_lines(path, &l) == 0);
+        for (size_t j = 0; j < l.count; j++, (*n)++)
+            bad += fast_vs_slow(fast, slow, l.p[j], l.n[j]);
+        lines_free(&l);
+        free(path);
+    }
+    for (size_t i = 0; corpora[i]; i++) {
+        char *dir = tw_xasprintf("%s/tests/fuzz/corpus/%s", source_dir(), corpora[i]);
+        DIR *d = opendir(dir);
+        TW_CHECK(d != NULL);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            char *path = tw_xasprintf("%s/%s", dir, de->d_name);
+            char *text;
+            size_t len;
+            tw_err_t err;
+            if (tw_read_file(path, &text, &len, &err) == 0) {
+                (*n)++;
+                bad += fast_vs_slow(fast, slow, text, len);
+                /* and line by line, as the harness splits them */
+                for (const char *q = text, *e = text + len; q < e;) {
+                    const char *nl = memchr(q, '\n', (size_t)(e - q));
+                    size_t ll = nl ? (size_t)(nl - q) : (size_t)(e - q);
+                    bad += fast_vs_slow(fast, slow, q, ll);
+                    (*n)++;
+                    q += ll + 1;
+                }
+                free(text);
+            }
+            free(path);
+        }
+        if (d)
+            closedir(d);
+        free(dir);
+    }
+    return bad;
 }
 
 static void test_fast_json(const tw_formats_t *fs)
@@ -1167,14 +1216,14 @@ static void test_fast_json(const tw_formats_t *fs)
         if (!f)
             continue;
         tw_parser_t *fast = tw_parser_new(f), *slow = tw_parser_new(f);
-        tw_parser_json_fast(slow, false);
+        tw_parser_fast(slow, false);
         for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++, n++)
-            bad += fast_vs_cjson(fast, slow, tricky[i], strlen(tricky[i]));
+            bad += fast_vs_slow(fast, slow, tricky[i], strlen(tricky[i]));
         for (size_t at = 0; at + 1 < sizeof nul_line; at++, n++) {
             char l[sizeof nul_line];
             memcpy(l, nul_line, sizeof l);
             l[at] = '\0';   /* one NUL at every offset, the real one too */
-            bad += fast_vs_cjson(fast, slow, l, sizeof l - 1);
+            bad += fast_vs_slow(fast, slow, l, sizeof l - 1);
             tw_event_t ev;
             char *copy = NULL;
             TW_CHECK_INT(parse_copy(fast, l, sizeof l - 1, FIXTURE_REF_NS, &ev, &copy),
@@ -1185,50 +1234,79 @@ static void test_fast_json(const tw_formats_t *fs)
         /* Every prefix of every tricky line (truncated input). */
         for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++)
             for (size_t len = 0; len < strlen(tricky[i]); len++, n++)
-                bad += fast_vs_cjson(fast, slow, tricky[i], len);
+                bad += fast_vs_slow(fast, slow, tricky[i], len);
         /* The fixtures and the fuzz corpora, line by line. */
         const char *files[] = {"testdata/formats/generic-json.log",
                                "testdata/formats/generic-json.malformed.log",
                                "testdata/formats/vault-audit.log",
-                               "testdata/formats/vault-audit.malformed.log"};
-        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-            char *path = tw_xasprintf("%s/%s", source_dir(), files[i]);
-            lines_t l;
-            if (read_lines(path, &l) == 0) {
-                for (size_t j = 0; j < l.count; j++, n++)
-                    bad += fast_vs_cjson(fast, slow, l.p[j], l.n[j]);
-                lines_free(&l);
-            }
-            free(path);
-        }
-        const char *corpora[] = {"parse_generic_json", "parse_vault_audit"};
-        for (size_t i = 0; i < 2; i++) {
-            char *dir = tw_xasprintf("%s/tests/fuzz/corpus/%s", source_dir(), corpora[i]);
-            DIR *d = opendir(dir);
-            struct dirent *de;
-            while (d && (de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                    continue;
-                char *path = tw_xasprintf("%s/%s", dir, de->d_name);
-                char *text;
-                size_t len;
-                tw_err_t err;
-                if (tw_read_file(path, &text, &len, &err) == 0) {
-                    n++;
-                    bad += fast_vs_cjson(fast, slow, text, len);
-                    free(text);
-                }
-                free(path);
-            }
-            if (d)
-                closedir(d);
-            free(dir);
-        }
+                               "testdata/formats/vault-audit.malformed.log", NULL};
+        const char *corpora[] = {"parse_generic_json", "parse_vault_audit", NULL};
+        bad += fast_vs_slow_files(fast, slow, files, corpora, &n);
         tw_parser_free(fast);
         tw_parser_free(slow);
     }
     TW_CHECK(n > 500);
     TW_CHECK_INT(bad, 0);
+}
+
+/* generic-text's pattern is in fieldpat's subset: its parser matches on
+ * fieldpat, with the same results as PCRE2 on the fixtures and the corpus,
+ * and on lines with every whitespace byte and optional fields moved. */
+static void test_fast_regex(const tw_formats_t *fs)
+{
+    const tw_format_t *f = tw_formats_find(fs, "generic-text");
+    TW_CHECK(f != NULL);
+    if (!f)
+        return;
+    tw_parser_t *fast = tw_parser_new(f), *slow = tw_parser_new(f);
+    TW_CHECK(tw_parser_fast(fast, true));
+    TW_CHECK(!tw_parser_fast(slow, false));
+    static const char *const tricky[] = {
+        "2027-01-01T00:00:00Z ip=1.2.3.4 token=t result=ok",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 user=u token=t path=/p result=denied",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 path=/p token=t user=u result=ok",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 user=u user=v token=t result=ok",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 user=token=t token=t result=ok",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 user= token=t result=ok",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 token=t result=ok ",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 token=t result=ok\r",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 token=t result=ok\n",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 token=t\tresult=ok",
+        "2027-01-01T00:00:00Z  ip=1.2.3.4 token=t result=ok",
+        "2027-01-01T00:00:00Z ip=1.2.3.4\vtoken=t result=ok",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 token=t\x85\xa0 result=ok",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 token=t path=result=ok result=ok",
+        "2027-01-01T00:00:00Z ip=1.2.3.4 token=t path= result=ok",
+        "ip=1.2.3.4 token=t result=ok",
+        " ip=1.2.3.4 token=t result=ok",
+        "",
+    };
+    size_t n = 0;
+    int bad = 0;
+    for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++, n++)
+        bad += fast_vs_slow(fast, slow, tricky[i], strlen(tricky[i]));
+    for (size_t i = 0; i < sizeof tricky / sizeof tricky[0]; i++)
+        for (size_t len = 0; len < strlen(tricky[i]); len++, n++)
+            bad += fast_vs_slow(fast, slow, tricky[i], len);
+    const char *files[] = {"testdata/formats/generic-text.log",
+                           "testdata/formats/generic-text.malformed.log", NULL};
+    const char *corpora[] = {"parse_generic_text", NULL};
+    bad += fast_vs_slow_files(fast, slow, files, corpora, &n);
+    TW_CHECK(n > 300);
+    TW_CHECK_INT(bad, 0);
+    tw_parser_free(fast);
+    tw_parser_free(slow);
+
+    /* Outside the subset, there is no fast path to turn on. */
+    tw_format_t *g = load_text("{\"name\":\"pcre\",\"type\":\"regex\",\"pattern\":"
+                               "\"^(?<time>\\\\S+) (?<ip>[0-9.]+) (?<token>\\\\S+) "
+                               "(?<result>\\\\S+)$\"}");
+    if (g) {
+        tw_parser_t *p = tw_parser_new(g);
+        TW_CHECK(!tw_parser_fast(p, true));
+        tw_parser_free(p);
+        tw_format_free(g);
+    }
 }
 
 int main(void)
@@ -1252,6 +1330,7 @@ int main(void)
         test_threads(fs);
         test_foreign_hooks(fs);
         test_fast_json(fs);
+        test_fast_regex(fs);
     }
     tw_formats_free(fs);
     rmdir(tmpdir);
