@@ -959,6 +959,7 @@ static void prepare(tw_detect_t *d, const tw_event_t *ev, const tw_detect_pre_t 
         /* The lookup (and without given, everything) is left to do here. */
         pp->pre = &pp->own;
         if (given) {
+            /* copied now: without geo_done, *given may be scratch (detect.h) */
             pp->own.id = given->id;
             if (!d->rules || ev->token.n == 0)
                 return;

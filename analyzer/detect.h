@@ -192,7 +192,9 @@ void tw_detect_enrich(tw_detect_t *d, const tw_event_t *ev, bool geo, tw_detect_
  * token and principal index slots and entries) a few events before it is
  * judged, so that they overlap (detect.c, "prepare"). get fills event i
  * and sets *pre to its tw_detect_enrich() result, or to NULL to have it
- * done here; the slices and *pre must stay valid until this returns. */
+ * done here; the slices must stay valid until this returns, and so must
+ * *pre when it holds a GeoIP result (geo_done). One without is read at
+ * once (its id and geo.addr, before the next get), so it may be scratch. */
 typedef void (*tw_detect_get_fn)(void *ctx, size_t i, const char **input, tw_event_t *ev,
                                  const tw_detect_pre_t **pre);
 void tw_detect_events(tw_detect_t *d, size_t n, tw_detect_get_fn get, void *ctx);

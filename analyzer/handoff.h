@@ -117,9 +117,14 @@ tw_handoff_batch_t *tw_handoff_next(tw_handoff_t *h);
 /* Events in a taken batch. */
 size_t tw_handoff_batch_len(const tw_handoff_batch_t *b);
 /* Rebuilds event i of a taken batch: slices point into the batch and stay
- * valid until it is released, as does *pre (the enrichment given to push,
- * or NULL); *input is the pointer given to push. */
-void tw_handoff_batch_get(const tw_handoff_batch_t *b, size_t i, const char **input,
+ * valid until it is released; *input is the pointer given to push. *pre
+ * is the enrichment given to push, or NULL. With a GeoIP result (geo_done)
+ * all of it comes through and stays valid until the release; without one
+ * only its id and geo.addr come through (all that detection reads of it
+ * then, and at once), rebuilt in a ring of the batch that the
+ * TW_HANDOFF_PRE_RING-th next call on the batch overwrites. */
+#define TW_HANDOFF_PRE_RING 32
+void tw_handoff_batch_get(tw_handoff_batch_t *b, size_t i, const char **input,
                           tw_event_t *ev, const tw_detect_pre_t **pre);
 
 /* Counters for the benchmark and tests (any thread; a consistent copy). */
