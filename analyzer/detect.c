@@ -744,8 +744,20 @@ static uint64_t ip_hash(const tw_detect_t *d, const tw_geo_addr_t *a)
 
 static bool addr_eq(const tw_geo_addr_t *a, const tw_geo_addr_t *b)
 {
-    return a->family == b->family &&
-           memcmp(a->bytes, b->bytes, a->family == 4 ? 4 : 16) == 0;
+    if (a->family != b->family)
+        return false;
+    if (a->family == 4) {
+        uint32_t x, y;
+        memcpy(&x, a->bytes, 4);
+        memcpy(&y, b->bytes, 4);
+        return x == y;
+    }
+    uint64_t x0, x1, y0, y1;
+    memcpy(&x0, a->bytes, 8);
+    memcpy(&x1, a->bytes + 8, 8);
+    memcpy(&y0, b->bytes, 8);
+    memcpy(&y1, b->bytes + 8, 8);
+    return ((x0 ^ y0) | (x1 ^ y1)) == 0;
 }
 
 /* The tracker entry for a, created (replacing the oldest in its set) when

@@ -315,6 +315,18 @@ static bool v4_private(const uint8_t *b)
         {0xe0000000u, 4},  /* 224.0.0.0/4 multicast */
         {0xf0000000u, 4},  /* 240.0.0.0/4 reserved, and the broadcast address */
     };
+    /* Most addresses start with an octet no block starts with (bit o of
+     * firsts: o is 0, 10, 100, 127, 169, 172, 192, 198 or 224-255); they
+     * are done here, without the loop. test_geo checks this against the
+     * blocks for every first octet. */
+    static const uint64_t firsts[4] = {
+        0x0000000000000401ULL,   /*   0-63: 0, 10 */
+        0x8000001000000000ULL,   /*  64-127: 100, 127 */
+        0x0000120000000000ULL,   /* 128-191: 169, 172 */
+        0xffffffff00000041ULL,   /* 192-255: 192, 198, 224-255 */
+    };
+    if (!(firsts[b[0] >> 6] >> (b[0] & 63) & 1))
+        return false;
     uint32_t a = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
     for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
         if (v4_in(a, blocks[i].net, blocks[i].len))

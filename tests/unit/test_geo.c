@@ -743,6 +743,38 @@ static void test_records(void)
     }
     TW_CHECK(tw_geo_addr_is_private(&(tw_geo_addr_t){.family = 4, .bytes = {10, 9, 8, 7}}));
     tw_geo_close(g);
+
+    /* Every IPv4 /16 (and a few addresses in each) against the special-
+     * purpose blocks written out here: the first-octet shortcut in
+     * v4_private must agree with its block list. */
+    static const struct {
+        uint8_t a, b, c;
+        unsigned len;
+    } special[] = {{0, 0, 0, 8},    {10, 0, 0, 8},   {100, 64, 0, 10}, {127, 0, 0, 8},
+                   {169, 254, 0, 16}, {172, 16, 0, 12}, {192, 0, 0, 24},  {192, 168, 0, 16},
+                   {198, 18, 0, 15}, {224, 0, 0, 4},  {240, 0, 0, 4}};
+    int wrong = 0;
+    for (unsigned o1 = 0; o1 < 256; o1++) {
+        for (unsigned o2 = 0; o2 < 256; o2++) {
+            for (unsigned o3 = 0; o3 < 256; o3 += 85) {
+                uint32_t v = o1 << 24 | o2 << 16 | o3 << 8 | ((o1 * 7 + o2) & 0xff);
+                bool want = false;
+                for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+                    uint32_t net = (uint32_t)special[i].a << 24 | (uint32_t)special[i].b << 16 |
+                                   (uint32_t)special[i].c << 8;
+                    if (v >> (32 - special[i].len) == net >> (32 - special[i].len))
+                        want = true;
+                }
+                tw_geo_addr_t ad = {.family = 4,
+                                    .bytes = {(uint8_t)o1, (uint8_t)o2, (uint8_t)o3,
+                                              (uint8_t)(v & 0xff)}};
+                if (tw_geo_addr_is_private(&ad) != want && wrong++ < 5)
+                    fprintf(stderr, "%u.%u.%u.%u: private %d, expected %d\n", o1, o2, o3,
+                            v & 0xff, !want, want);
+            }
+        }
+    }
+    TW_CHECK_INT(wrong, 0);
 }
 
 /* ---- open errors ---------------------------------------------------------- */
