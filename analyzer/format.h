@@ -103,11 +103,17 @@ tw_parse_status_t tw_parser_parse(tw_parser_t *p, const char *line, size_t len,
 /* The fast paths, on by default, with the same results as the general
  * ones: JSON formats read lines in a strict subset of JSON with a scanner
  * of their own and leave every other line to cJSON (format.c, "json fast
- * path"); regex formats whose pattern is in fieldpat.h's subset match on
+ * path"), and a line shaped like the one before it (only its string values
+ * differ) in one pass over that shape ("json shapes"); regex formats whose pattern is in fieldpat.h's subset match on
  * fieldpat instead of PCRE2. on == false sends every line through cJSON
  * or PCRE2; for tests and measurements. Returns whether a fast path is
  * now on (false for patterns outside the subset). Same thread rules as
  * tw_parser_parse(). */
 bool tw_parser_fast(tw_parser_t *p, bool on);
+
+/* Lines a JSON parser has read by the previous line's shape (format.c,
+ * "json shapes"), since it was made; 0 for regex formats. For tests and
+ * measurements. */
+uint64_t tw_parser_shape_hits(const tw_parser_t *p);
 
 #endif

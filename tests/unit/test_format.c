@@ -1249,6 +1249,128 @@ static void test_fast_json(const tw_formats_t *fs)
     TW_CHECK_INT(bad, 0);
 }
 
+/* Lines of a few shapes with random values, one after another through one
+ * parser, as a producer writes them: most are read by the previous line's
+ * shape ("json shapes" in format.c), and every one gives what cJSON's path
+ * gives. Some values break the shape's rules (an escape, a raw control
+ * byte, a NUL, a quote) or its literals (a number, a key, whitespace), so
+ * the line must go the long way; some lines are cut short. */
+static uint64_t shape_rng = 0x9E3779B97F4A7C15ULL;
+static uint32_t shape_next(void)
+{
+    shape_rng ^= shape_rng << 13;
+    shape_rng ^= shape_rng >> 7;
+    shape_rng ^= shape_rng << 17;
+    return (uint32_t)(shape_rng >> 11);
+}
+
+/* A string value: mostly plain, sometimes with what the shape path must
+ * not take (or may take: non-ASCII bytes, an empty value). */
+static size_t shape_value(char *out, bool plain_only)
+{
+    static const char *const odd[] = {"\\\"", "\\\\", "\\u00e9", "\\n", "\x01", "\x1f", "\t",
+                                      "\xc3\xa9", "\xff"};
+    size_t n = 0, len = shape_next() % 40;
+    if (!plain_only && shape_next() % 9 == 0)
+        len = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (!plain_only && shape_next() % 60 == 0) {
+            const char *o = odd[shape_next() % (sizeof odd / sizeof odd[0])];
+            memcpy(out + n, o, strlen(o));
+            n += strlen(o);
+        } else {
+            out[n++] = "abcdefghijklmnopqrstuvwxyz0123456789-._:/ "[shape_next() % 42];
+        }
+    }
+    return n;
+}
+
+static void test_json_shapes(const tw_formats_t *fs)
+{
+    /* $: a string value, #: a number; the rest is the shape. */
+    static const char *const shapes[] = {
+        "{\"time\":\"2027-01-01T00:00:0#Z\",\"client\":{\"ip\":\"1.2.3.#\"},\"auth\":{\"token\":\"$\",\"user\":\"$\"},\"request\":{\"path\":\"$\"},\"result\":\"$\"}",
+        "{\"time\":\"2027-01-01T00:00:0#Z\",\"n\":200,\"ok\":true,\"z\":null,\"client\":{\"ip\":\"1.2.3.#\",\"ip\":\"9.9.9.9\"},\"auth\":{\"token\":\"$\"},\"tags\":[\"$\",{\"k\":\"$\"}],\"result\":\"$\"}",
+        " {\"time\" : \"2027-01-01T00:00:0#Z\", \"client\":{\"ip\":\"1.2.3.#\"}, \"auth\":{\"token\":\"$\"}, \"x\":\"$\", \"y\":\"$\", \"result\":\"$\"}\r",
+        "{\"type\":\"response\",\"time\":\"2027-01-01T00:00:0#Z\",\"auth\":{\"accessor\":\"1.2.3.#\",\"display_name\":\"$\"},\"request\":{\"remote_address\":\"$\",\"path\":\"$\"},\"error\":\"$\"}",
+    };
+    static const char *const fmts[] = {"generic-json", "vault-audit"};
+    int bad = 0;
+    size_t lines = 0;
+    for (size_t k = 0; k < sizeof fmts / sizeof fmts[0]; k++) {
+        const tw_format_t *f = tw_formats_find(fs, fmts[k]);
+        TW_CHECK(f != NULL);
+        if (!f)
+            continue;
+        tw_parser_t *fast = tw_parser_new(f), *slow = tw_parser_new(f);
+        tw_parser_fast(slow, false);
+        size_t shape = 0;
+        for (int i = 0; i < 20000; i++, lines++) {
+            if (shape_next() % 50 == 0)
+                shape = shape_next() % (sizeof shapes / sizeof shapes[0]);
+            bool plain = shape_next() % 4 != 0;
+            char v[4][200];
+            size_t vn[4];
+            for (int j = 0; j < 4; j++) {
+                vn[j] = shape_value(v[j], plain);
+                v[j][vn[j]] = '\0';
+            }
+            char line[2048];
+            size_t len = 0, vi = 0;
+            for (const char *c = shapes[shape]; *c; c++) {
+                if (*c == '$') {
+                    memcpy(line + len, v[vi], vn[vi]);
+                    len += vn[vi++];
+                } else if (*c == '#') {
+                    line[len++] = (char)('0' + shape_next() % 10);
+                } else {
+                    line[len++] = *c;
+                }
+            }
+            TW_CHECK(vi == 4 && len < sizeof line);
+            /* A NUL inside, a literal changed, the line cut short or longer. */
+            uint32_t r = shape_next() % 100;
+            if (r == 0)
+                line[shape_next() % len] = '\0';
+            else if (r == 1)
+                line[shape_next() % len] = "{}[]:,\" 0tn"[shape_next() % 11];
+            else if (r == 2)
+                len = shape_next() % len;
+            else if (r == 3)
+                line[len++] = "}] x\n"[shape_next() % 5];   /* past the shape's end */
+            bad += fast_vs_slow(fast, slow, line, len);
+        }
+        /* Every byte of a shaped line changed in turn, each time right
+         * after the line itself taught the shape: a changed literal byte
+         * must send the line the long way (so every byte of every literal
+         * is compared), a changed value byte may not. */
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            char base[512];
+            size_t bn = 0;
+            for (const char *c = shapes[si]; *c; c++)
+                base[bn++] = *c == '$' ? 'v' : *c == '#' ? '7' : *c;
+            for (size_t at = 0; at < bn; at++, lines++) {
+                bad += fast_vs_slow(fast, slow, base, bn);
+                char l[512];
+                memcpy(l, base, bn);
+                l[at] = l[at] == '"' ? '\'' : l[at] == 'v' ? '"' : '"';
+                bad += fast_vs_slow(fast, slow, l, bn);
+                l[at] = (char)(base[at] ^ 0x20);
+                bad += fast_vs_slow(fast, slow, l, bn);
+            }
+        }
+        /* Most lines came by the shape; none through the general parser. */
+        TW_CHECK(tw_parser_shape_hits(fast) > 20000 / 3);
+        TW_CHECK_INT(tw_parser_shape_hits(slow), 0);
+        fprintf(stderr, "%s: %llu of 20000 lines read by their shape\n", fmts[k],
+                (unsigned long long)tw_parser_shape_hits(fast));
+        tw_parser_free(fast);
+        tw_parser_free(slow);
+    }
+    TW_CHECK_INT(bad, 0);
+    TW_CHECK(lines > 40000);
+}
+
 /* generic-text's pattern is in fieldpat's subset: its parser matches on
  * fieldpat, with the same results as PCRE2 on the fixtures and the corpus,
  * and on lines with every whitespace byte and optional fields moved. */
@@ -1330,6 +1452,7 @@ int main(void)
         test_threads(fs);
         test_foreign_hooks(fs);
         test_fast_json(fs);
+        test_json_shapes(fs);
         test_fast_regex(fs);
     }
     tw_formats_free(fs);
