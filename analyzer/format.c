@@ -955,6 +955,9 @@ typedef struct jnode {
 /* The shape of a line the json fast path read (see "json shapes"). */
 #define TPL_HOLES 32    /* string values */
 #define TPL_BYTES 1024  /* the line's bytes outside them */
+#define TPL_WINDOW 64
+#define TPL_WINDOW_MIN 16
+#define TPL_PAUSE 1024
 typedef struct json_tpl {
     bool valid;
     bool recording;               /* the scanner notes string values */
@@ -967,6 +970,11 @@ typedef struct json_tpl {
      * (the last one ends the line). */
     size_t nholes;
     uint64_t hits;                /* lines matched */
+    /* Back-off: of every TPL_WINDOW lines tried, fewer than TPL_WINDOW_MIN
+     * matched means the lines do not repeat a shape (a mix of kinds, as in
+     * a Vault audit log): shapes are neither tried nor taught for the next
+     * TPL_PAUSE lines, which then cost what they cost before shapes. */
+    uint32_t win_tried, win_hits, pause;
     char lit[TPL_BYTES];
     uint16_t l_off[TPL_HOLES + 1], l_len[TPL_HOLES + 1];
     int hole_node[TPL_HOLES];     /* the node a hole's string fills, or -1 */
@@ -1729,6 +1737,7 @@ static int tpl_match(tw_parser_t *p, const char *line, size_t len)
         jn->type = t->mark_type[i];
     }
     p->tpl->hits++;
+    p->tpl->win_hits++;
     return FAST_OK;
 }
 
@@ -1818,9 +1827,20 @@ static int fast_json(tw_parser_t *p, const char *line, size_t len, tw_event_t *e
             p->nodes[i].gen = 0;
         p->gen = 1;
     }
-    if (tpl_match(p, line, len) != FAST_OK) {
-        json_tpl_t *t = p->tpl;
-        t->recording = true;
+    json_tpl_t *t = p->tpl;
+    if (t->pause == 0 && t->win_tried == TPL_WINDOW) {
+        if (t->win_hits < TPL_WINDOW_MIN)
+            t->pause = TPL_PAUSE;
+        t->win_tried = 0;
+        t->win_hits = 0;
+    }
+    bool shapes = t->pause == 0;
+    if (shapes)
+        t->win_tried++;
+    else
+        t->pause--;
+    if (!shapes || tpl_match(p, line, len) != FAST_OK) {
+        t->recording = shapes;
         t->overflow = false;
         t->nrec = 0;
         p->tstart = line;
@@ -1835,7 +1855,8 @@ static int fast_json(tw_parser_t *p, const char *line, size_t len, tw_event_t *e
         t->recording = false;
         if (rc != FAST_OK)
             return FAST_NO;
-        tpl_learn(p, line, len);
+        if (shapes)
+            tpl_learn(p, line, len);
     }
 
     *ignored = false;

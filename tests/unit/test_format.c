@@ -1355,27 +1355,51 @@ static void test_json_shapes(const tw_formats_t *fs)
         TW_CHECK_INT(tw_parser_shape_hits(slow), 0);
         fprintf(stderr, "%s: %llu of 20000 lines read by their shape\n", fmts[k],
                 (unsigned long long)hits);
-        /* Every byte of a shaped line changed in turn, each time right
-         * after the line itself taught the shape: a changed literal byte
-         * must send the line the long way (so every byte of every literal
-         * is compared), a changed value byte may not. */
+        /* Every byte of a shaped line changed in turn, each time on a new
+         * parser that has just learned the shape from the line itself: a
+         * changed literal byte must send the line the long way (so every
+         * byte of every literal is compared), a changed value byte may
+         * not. */
+        const tw_format_t *f = tw_formats_find(fs, fmts[k]);
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             char base[512];
             size_t bn = 0;
             for (const char *c = shapes[si]; *c; c++)
                 base[bn++] = *c == '$' ? 'v' : *c == '#' ? '7' : *c;
-            for (size_t at = 0; at < bn; at++, lines++) {
-                bad += fast_vs_slow(fast, slow, base, bn);
-                char l[512];
-                memcpy(l, base, bn);
-                l[at] = l[at] == '"' ? '\'' : '"';
-                bad += fast_vs_slow(fast, slow, l, bn);
-                l[at] = (char)(base[at] ^ 0x20);
-                bad += fast_vs_slow(fast, slow, l, bn);
+            for (size_t at = 0; at < bn; at++) {
+                for (int m = 0; m < 2; m++, lines++) {
+                    tw_parser_t *fresh = tw_parser_new(f);
+                    bad += fast_vs_slow(fresh, slow, base, bn);
+                    bad += fast_vs_slow(fresh, slow, base, bn);
+                    TW_CHECK_INT(tw_parser_shape_hits(fresh), 1);
+                    char l[512];
+                    memcpy(l, base, bn);
+                    l[at] = m == 0 ? (l[at] == '"' ? '\'' : '"') : (char)(base[at] ^ 0x20);
+                    bad += fast_vs_slow(fresh, slow, l, bn);
+                    tw_parser_free(fresh);
+                }
             }
         }
-        /* The base lines between the changed ones came by the shape. */
-        TW_CHECK(tw_parser_shape_hits(fast) > hits + 300);
+        /* Back-off: lines that never repeat the shape before them (the
+         * shapes in turn) pause shapes for TPL_PAUSE (1,024) lines, after
+         * which a run of one shape is read by it again. */
+        tw_parser_t *mixed = tw_parser_new(f);
+        size_t nshapes = sizeof shapes / sizeof shapes[0];
+        for (size_t i = 0; i < 3000; i++, lines++) {
+            bool one = i >= 200;
+            const char *sh = shapes[one ? 0 : i % nshapes];
+            char l[512];
+            size_t ln = 0;
+            for (const char *c = sh; *c; c++)
+                l[ln++] = *c == '$' ? (char)('a' + i % 26) : *c == '#' ? (char)('0' + i % 10) : *c;
+            bad += fast_vs_slow(mixed, slow, l, ln);
+            if (i == 199)
+                TW_CHECK_INT(tw_parser_shape_hits(mixed), 0);
+            if (i == 1000)
+                TW_CHECK_INT(tw_parser_shape_hits(mixed), 0);   /* still paused */
+        }
+        TW_CHECK(tw_parser_shape_hits(mixed) > 1500);
+        tw_parser_free(mixed);
         tw_parser_free(fast);
         tw_parser_free(slow);
     }
