@@ -1297,6 +1297,27 @@ static size_t shape_value(char *out, bool plain_only)
     return n;
 }
 
+/* Writes shape sh (see test_json_shapes) into out: each '$' is the next of
+ * v[] (vn[] bytes), each '#' is digit, or a random digit when digit is 0.
+ * Returns the length; *nv is how many of v[] it used. */
+static size_t fill_shape(const char *sh, char *out, const char *const *v, const size_t *vn,
+                         char digit, size_t *nv)
+{
+    size_t len = 0, vi = 0;
+    for (const char *c = sh; *c; c++) {
+        if (*c == '$') {
+            memcpy(out + len, v[vi], vn[vi]);
+            len += vn[vi++];
+        } else if (*c == '#') {
+            out[len++] = digit ? digit : (char)('0' + shape_next() % 10);
+        } else {
+            out[len++] = *c;
+        }
+    }
+    *nv = vi;
+    return len;
+}
+
 static void test_json_shapes(const tw_formats_t *fs)
 {
     /* $: a string value, #: a number; the rest is the shape. */
@@ -1325,17 +1346,9 @@ static void test_json_shapes(const tw_formats_t *fs)
                 v[j][vn[j]] = '\0';
             }
             char line[2048];
-            size_t len = 0, vi = 0;
-            for (const char *c = shapes[shape]; *c; c++) {
-                if (*c == '$') {
-                    memcpy(line + len, v[vi], vn[vi]);
-                    len += vn[vi++];
-                } else if (*c == '#') {
-                    line[len++] = (char)('0' + shape_next() % 10);
-                } else {
-                    line[len++] = *c;
-                }
-            }
+            const char *vp[4] = {v[0], v[1], v[2], v[3]};
+            size_t vi;
+            size_t len = fill_shape(shapes[shape], line, vp, vn, 0, &vi);
             TW_CHECK(vi == 4 && len < sizeof line);
             /* A NUL inside, a literal changed, the line cut short or longer. */
             uint32_t r = shape_next() % 100;
@@ -1361,11 +1374,12 @@ static void test_json_shapes(const tw_formats_t *fs)
          * byte of every literal is compared), a changed value byte may
          * not. */
         const tw_format_t *f = tw_formats_find(fs, fmts[k]);
+        static const char *const one_v[4] = {"v", "v", "v", "v"};
+        static const size_t one_n[4] = {1, 1, 1, 1};
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
             char base[512];
-            size_t bn = 0;
-            for (const char *c = shapes[si]; *c; c++)
-                base[bn++] = *c == '$' ? 'v' : *c == '#' ? '7' : *c;
+            size_t nv;
+            size_t bn = fill_shape(shapes[si], base, one_v, one_n, '7', &nv);
             for (size_t at = 0; at < bn; at++) {
                 for (int m = 0; m < 2; m++, lines++) {
                     tw_parser_t *fresh = tw_parser_new(f);
@@ -1388,10 +1402,10 @@ static void test_json_shapes(const tw_formats_t *fs)
         for (size_t i = 0; i < 3000; i++, lines++) {
             bool one = i >= 200;
             const char *sh = shapes[one ? 0 : i % nshapes];
-            char l[512];
-            size_t ln = 0;
-            for (const char *c = sh; *c; c++)
-                l[ln++] = *c == '$' ? (char)('a' + i % 26) : *c == '#' ? (char)('0' + i % 10) : *c;
+            char l[512], letter[1] = {(char)('a' + i % 26)};
+            const char *vl[4] = {letter, letter, letter, letter};
+            size_t nv;
+            size_t ln = fill_shape(sh, l, vl, one_n, (char)('0' + i % 10), &nv);
             bad += fast_vs_slow(mixed, slow, l, ln);
             if (i == 199)
                 TW_CHECK_INT(tw_parser_shape_hits(mixed), 0);
