@@ -80,12 +80,12 @@ bool tw_handoff_reader_enrich(tw_handoff_t *h);
 /* Whether the producer should also do the GeoIP lookup of the event it is
  * about to enrich (tw_detect_enrich(..., true)); ask before each, only when
  * tw_handoff_reader_enrich() said yes. False at first.
- * The queue decides from which side waits for the other, per 16 published
+ * The queue decides from the two threads' CPU time, per 16 published
  * batches: lookups move to the reader when the analysis thread is the
- * bottleneck and back when the reader is (handoff.c, "Who looks addresses
- * up"). The call that turns it true first drains the queue (blocks until
- * the consumer has judged every event pushed so far), so the consumer is
- * not looking anything up when the producer starts. */
+ * busier by a margin and back when the reader is (handoff.c, "What the
+ * reader does"). The call that turns it true first drains the queue
+ * (blocks until the consumer has judged every event pushed so far), so the
+ * consumer is not looking anything up when the producer starts. */
 bool tw_handoff_reader_geo(tw_handoff_t *h);
 /* Flushes, then waits until the consumer has released every published
  * batch. Returns at once when nothing is outstanding. */

@@ -9,7 +9,9 @@
  * drain returns only after the consumer released everything; wait() reports
  * a ready batch, a readable extra fd, a timeout and the close; and the same
  * lines give the same counters and byte-identical anomaly events whether
- * detection runs inline or behind the queue on another thread.
+ * detection runs inline or behind the queue on another thread; GeoIP
+ * lookups that weigh more than the difference between the threads stop
+ * moving between them.
  *
  * Source tree: $TW_SOURCE_DIR (default ".").
  */
@@ -474,6 +476,63 @@ static void test_pipeline_same_output(void)
     tw_test_rmtree(dir);
 }
 
+/*
+ * Where the lookups settle when they outweigh the difference between the
+ * threads: every event costs each side BASE_US of CPU time, and its lookup
+ * LOOKUP_US more on whichever side does it, so each side is twice as busy
+ * as the other whichever has the lookups, and both placements pass the
+ * 125 % margin for a move. Each move off raises the margin for the next
+ * move on by a quarter (125, 156, 195, 243 %), so after about three round
+ * trips the lookups stay with the analysis thread instead of moving every
+ * 16 batches.
+ */
+#define BASE_US 20
+#define LOOKUP_US 20
+
+static void *costly_consumer(void *arg)
+{
+    tw_handoff_t *h = arg;
+    tw_handoff_batch_t *b;
+    while ((b = tw_handoff_next(h))) {
+        for (size_t i = 0; i < tw_handoff_batch_len(b); i++) {
+            const char *input;
+            tw_event_t ev;
+            const tw_detect_pre_t *pre;
+            tw_handoff_batch_get(b, i, &input, &ev, &pre);
+            burn_us(pre && pre->geo_done ? BASE_US : BASE_US + LOOKUP_US);
+        }
+        tw_handoff_release(h, b);
+    }
+    return NULL;
+}
+
+static void test_geo_placement_settles(void)
+{
+    tw_handoff_t *h = tw_handoff_new(3, 4096, 64);
+    pthread_t t;
+    TW_CHECK_INT(pthread_create(&t, NULL, costly_consumer, h), 0);
+    /* 48 windows of 16 batches of 64 events */
+    for (size_t i = 0; i < 48 * 16 * 64; i++) {
+        tw_event_t ev = {.token = {"tok", 3}, .time_ns = (int64_t)i};
+        tw_detect_pre_t pre = {.id = i + 1};
+        bool enrich = tw_handoff_reader_enrich(h);
+        pre.geo_done = enrich && tw_handoff_reader_geo(h);
+        burn_us(pre.geo_done ? BASE_US + LOOKUP_US : BASE_US);
+        tw_handoff_push(h, "in", &ev, enrich ? &pre : NULL);
+    }
+    bool geo_at_end = tw_handoff_reader_geo(h);
+    tw_handoff_close(h);
+    pthread_join(t, NULL);
+    tw_handoff_stats_t hs;
+    tw_handoff_stats(h, &hs);
+    fprintf(stderr, "lookups that cost as much as the difference: moved %llu times\n",
+            (unsigned long long)hs.geo_moves);
+    TW_CHECK(hs.geo_moves >= 2);   /* they were tried on the reader */
+    TW_CHECK(hs.geo_moves <= 8);   /* and settled (without the rising margin: one move a window) */
+    TW_CHECK(!geo_at_end);
+    tw_handoff_free(h);
+}
+
 int main(void)
 {
     test_order_and_content(0, 0, 0);   /* the defaults: the big token is a one-off */
@@ -481,5 +540,6 @@ int main(void)
     test_backpressure();
     test_wait();
     test_pipeline_same_output();
+    test_geo_placement_settles();
     return tw_test_done();
 }
