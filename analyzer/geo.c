@@ -26,6 +26,9 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define WAYS 4
 /* The longest IPv6 text is 45 characters; a zone id adds up to IFNAMSIZ. */
@@ -158,6 +161,75 @@ const char *tw_geo_status_name(tw_geo_status_t status)
  * inet_pton. Returns false for anything else, including text inet_pton
  * would accept if its rules ever differ, so the caller falls back to it.
  */
+#ifdef __SSE2__
+/*
+ * The octets of real logs have one, two or three digits at random, and an
+ * octet-by-octet loop mispredicts a branch at nearly every one of them
+ * (about a tenth of the reader's time on text lines). Here the 7 to 15
+ * bytes are classified at once, the three dots found by their bit
+ * positions, and each octet's value and checks computed from its length
+ * without branching on it.
+ */
+static inline uint32_t octet(const unsigned char *d, unsigned start, unsigned end,
+                             unsigned *bad)
+{
+    /* The weights of an octet's first three digits, by its length. */
+    static const uint8_t weight[4][3] = {{0, 0, 0}, {1, 0, 0}, {10, 1, 0}, {100, 10, 1}};
+    unsigned len = end - start;   /* 1..3 when well formed */
+    const uint8_t *w = weight[len & 3];
+    uint32_t a = d[start];
+    uint32_t v = a * w[0] + d[start + 1] * (uint32_t)w[1] + d[start + 2] * (uint32_t)w[2];
+    *bad |= (unsigned)(len - 1 > 2) | ((unsigned)(len > 1) & (unsigned)(a == 0)) |
+            (unsigned)(v > 255);
+    return v;
+}
+
+static bool parse_v4_fast(const char *ip, size_t n, uint8_t out[4])
+{
+    if (n < 7 || n > 15)
+        return false;
+    /* The slice, zero-padded to 16 bytes, from two overlapping loads that
+     * never read past its end (little-endian: byte i is bits 8i..8i+7). */
+    uint64_t lo, hi;
+    if (n >= 8) {
+        memcpy(&lo, ip, 8);
+        memcpy(&hi, ip + n - 8, 8);
+        hi = n > 8 ? hi >> (8 * (16 - n)) : 0;   /* bytes 8..n-1 */
+    } else {
+        uint32_t l4, h4;
+        memcpy(&l4, ip, 4);
+        memcpy(&h4, ip + n - 4, 4);
+        lo = l4 | (uint64_t)h4 << (8 * (n - 4));   /* the overlap ORs equal bytes */
+        hi = 0;
+    }
+    __m128i v = _mm_set_epi64x((long long)hi, (long long)lo);
+    __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+    __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+    unsigned dots = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')));
+    unsigned digits = (unsigned)_mm_movemask_epi8(digit);
+    /* Digits and dots only, and exactly three dots. */
+    unsigned dots2 = dots & (dots - 1), dots3 = dots2 & (dots2 - 1);
+    if ((dots | digits) != (1u << n) - 1 || dots3 == 0 || (dots3 & (dots3 - 1)) != 0)
+        return false;
+    /* Digit values (the dots' do not matter), and zeros after them for the
+     * last octet's reads past its end. */
+    unsigned char buf[32];
+    _mm_storeu_si128((__m128i *)buf, d);
+    _mm_storeu_si128((__m128i *)(buf + 16), _mm_setzero_si128());
+    unsigned p1 = (unsigned)__builtin_ctz(dots), p2 = (unsigned)__builtin_ctz(dots2),
+             p3 = (unsigned)__builtin_ctz(dots3);
+    unsigned bad = 0;
+    uint32_t o0 = octet(buf, 0, p1, &bad), o1 = octet(buf, p1 + 1, p2, &bad),
+             o2 = octet(buf, p2 + 1, p3, &bad), o3 = octet(buf, p3 + 1, (unsigned)n, &bad);
+    if (bad)
+        return false;
+    out[0] = (uint8_t)o0;
+    out[1] = (uint8_t)o1;
+    out[2] = (uint8_t)o2;
+    out[3] = (uint8_t)o3;
+    return true;
+}
+#else
 static bool parse_v4_fast(const char *ip, size_t n, uint8_t out[4])
 {
     /* Octet by octet: one to three digits, then '.' (or the end after the
@@ -186,6 +258,7 @@ static bool parse_v4_fast(const char *ip, size_t n, uint8_t out[4])
     }
     return p == e;
 }
+#endif
 
 char *tw_geo_addr_format(const tw_geo_addr_t *a, char *buf, size_t cap)
 {

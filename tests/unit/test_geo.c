@@ -495,6 +495,65 @@ static void test_addr_text(void)
     TW_CHECK_STR(tw_geo_addr_format(&a, text, sizeof text), "");
 }
 
+/* Dotted quads with one to four digits an octet (leading zeros, values
+ * past 255), then damaged at random: a byte changed to one of the bytes
+ * that matter, cut short, lengthened. tw_geo_addr_parse must say exactly
+ * what inet_pton says of each: its fast path takes the well-formed ones
+ * and must neither accept more nor read other numbers. */
+static void test_addr_text_random(void)
+{
+    static const char alphabet[] = "0123456789..........x -/+\0";
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+    size_t accepted = 0;
+    for (int i = 0; i < 300000; i++) {
+        char s[40];
+        size_t n = 0;
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        bool clean = x >> 63;   /* half are addresses as a log writes them */
+        for (int k = 0; k < 4; k++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            unsigned v = (unsigned)(x >> 20) % 1000;
+            char oct[8];
+            if (clean || (x >> 50) % 2 == 0) {
+                snprintf(oct, sizeof oct, "%u", clean ? v % 256 : v);
+            } else {
+                unsigned digits = 1 + (unsigned)(x >> 60) % 4;   /* leading zeros, 4 digits */
+                snprintf(oct, sizeof oct, "%0*u", (int)digits, v % (digits == 1 ? 10 : 100));
+            }
+            n += (size_t)snprintf(s + n, sizeof s - n, "%s%s", k ? "." : "", oct);
+        }
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        switch ((x >> 61) & 7) {
+        case 0:
+            s[(x >> 8) % n] = alphabet[(x >> 20) % (sizeof alphabet - 1)];
+            break;
+        case 1:
+            n = (x >> 8) % (n + 1);
+            break;
+        case 2:
+            s[n++] = alphabet[(x >> 20) % (sizeof alphabet - 1)];
+            break;
+        default:
+            break;   /* most stay as made */
+        }
+        s[n] = '\0';
+        if (memchr(s, '\0', n) || memchr(s, ':', n))
+            continue;   /* NULs are refused, colons are IPv6's */
+        uint8_t want[4];
+        int ok = inet_pton(AF_INET, s, want) == 1;
+        tw_geo_addr_t a;
+        int rc = tw_geo_addr_parse(s, n, &a);
+        if (rc != (ok ? 0 : -1) || (ok && (a.family != 4 || memcmp(a.bytes, want, 4) != 0))) {
+            fprintf(stderr, "address text \"%s\": parse %d, inet_pton %d\n", s, rc, ok);
+            TW_CHECK(!"tw_geo_addr_parse agrees with inet_pton");
+            return;
+        }
+        accepted += ok;
+    }
+    fprintf(stderr, "random address texts: %zu of 300000 valid\n", accepted);
+    TW_CHECK(accepted > 50000 && accepted < 250000);   /* both kinds, plenty of each */
+}
+
 static void test_special_addresses(void)
 {
     static const char *const private_ips[] = {
@@ -976,6 +1035,7 @@ int main(void)
     test_cache_is_transparent();
     test_cache_granularity();
     test_addr_text();
+    test_addr_text_random();
     test_special_addresses();
     test_records();
     test_open_errors();
