@@ -51,9 +51,22 @@ static tw_token_t *chunk_new(void)
     return tw_xcalloc_table(1, TW_TOKENS_CHUNK_BYTES);
 }
 
+/*
+ * An entry's index is its chunk's number times SLOTS_PER_CHUNK plus its
+ * place in the chunk, so that finding it takes a shift and a mask rather
+ * than a division by TW_TOKENS_CHUNK (several times an event). The links
+ * array is indexed the same way: SLOTS_PER_CHUNK - TW_TOKENS_CHUNK of its
+ * slots per chunk are never used.
+ */
+#define CHUNK_SHIFT 13
+#define SLOTS_PER_CHUNK ((uint32_t)1 << CHUNK_SHIFT)
+_Static_assert(TW_TOKENS_CHUNK <= SLOTS_PER_CHUNK, "a chunk's entries fit its index range");
+_Static_assert((uint64_t)(TW_TOKENS_MAX / TW_TOKENS_CHUNK + 1) * SLOTS_PER_CHUNK < UINT32_MAX,
+               "indices of TW_TOKENS_MAX entries fit 32 bits, NIL aside");
+
 static inline tw_token_t *at(const tw_tokens_t *t, uint32_t i)
 {
-    return &t->chunks[i / TW_TOKENS_CHUNK][i % TW_TOKENS_CHUNK];
+    return &t->chunks[i >> CHUNK_SHIFT][i & (SLOTS_PER_CHUNK - 1)];
 }
 
 tw_tokens_t *tw_tokens_new(size_t max_entries, tw_tokens_evict_fn evict, void *ctx)
@@ -198,11 +211,12 @@ static uint32_t alloc_entry(tw_tokens_t *t)
         if (t->nchunks == t->chunks_cap) {
             t->chunks_cap = t->chunks_cap ? t->chunks_cap * 2 : 16;
             t->chunks = tw_xrealloc(t->chunks, t->chunks_cap * sizeof *t->chunks);
-            t->links = tw_xrealloc(t->links, t->chunks_cap * TW_TOKENS_CHUNK * sizeof *t->links);
+            t->links = tw_xrealloc(t->links, t->chunks_cap * SLOTS_PER_CHUNK * sizeof *t->links);
         }
         t->chunks[t->nchunks++] = chunk_new();
     }
-    return t->used++;
+    uint32_t n = t->used++;
+    return (n / (uint32_t)TW_TOKENS_CHUNK) << CHUNK_SHIFT | n % (uint32_t)TW_TOKENS_CHUNK;
 }
 
 static tw_token_t *get(tw_tokens_t *t, uint64_t id, bool cold, bool force, uint32_t stamp,
@@ -300,7 +314,7 @@ uint64_t tw_tokens_evicted(const tw_tokens_t *t) { return t->evicted; }
 
 size_t tw_tokens_memory(const tw_tokens_t *t)
 {
-    return sizeof *t + t->chunks_cap * (sizeof *t->chunks + TW_TOKENS_CHUNK * sizeof *t->links) +
+    return sizeof *t + t->chunks_cap * (sizeof *t->chunks + SLOTS_PER_CHUNK * sizeof *t->links) +
            t->nchunks * TW_TOKENS_CHUNK * sizeof(tw_token_t) +
            t->index_cap * sizeof *t->index;
 }
