@@ -67,7 +67,7 @@ static void rate_fold(tw_baseline_t *b, float alpha)
 
 uint32_t tw_baseline_rate_add(tw_baseline_t *b, int64_t t_ns, uint32_t window_s, float alpha)
 {
-    uint32_t w = secs_u32(t_ns) / (window_s ? window_s : 1);
+    uint32_t w = tw_window_index(secs_u32(t_ns), window_s ? window_s : 1, b->rate_bucket);
     if (w != b->rate_bucket || b->rate_count == 0) {
         if (w != b->rate_bucket)
             rate_fold(b, alpha);
@@ -95,7 +95,7 @@ void tw_fail_window_add(tw_fail_window_t *w, int64_t t_ns, uint32_t window_s, bo
     if (window_s == 0)
         window_s = 1;
     uint32_t s = secs_u32(t_ns);
-    uint32_t k = s / window_s;
+    uint32_t k = tw_window_index(s, window_s, w->bucket);
     if (k != w->bucket) {
         if (k == w->bucket + 1) {
             w->rej_prev = w->rej_cur;
@@ -109,11 +109,15 @@ void tw_fail_window_add(tw_fail_window_t *w, int64_t t_ns, uint32_t window_s, bo
     w->chk_cur = sat16((uint32_t)w->chk_cur + 1);
     if (rejected)
         w->rej_cur = sat16((uint32_t)w->rej_cur + 1);
-    /* Share of the previous bucket still inside [t - window, t]. */
-    double into = (double)(s - k * window_s) / (double)window_s;
-    double wprev = 1.0 - into;
-    *rejected_out = w->rej_cur + (uint32_t)((double)w->rej_prev * wprev);
-    *checks_out = w->chk_cur + (uint32_t)((double)w->chk_prev * wprev);
+    *rejected_out = w->rej_cur;
+    *checks_out = w->chk_cur;
+    if (w->rej_prev | w->chk_prev) {
+        /* Share of the previous bucket still inside [t - window, t]. */
+        double into = (double)(s - k * window_s) / (double)window_s;
+        double wprev = 1.0 - into;
+        *rejected_out += (uint32_t)((double)w->rej_prev * wprev);
+        *checks_out += (uint32_t)((double)w->chk_prev * wprev);
+    }
 }
 
 unsigned tw_hour_of_week(int64_t local_s)

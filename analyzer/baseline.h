@@ -48,6 +48,22 @@ typedef struct tw_fail_window {
     uint16_t rej_cur, rej_prev, chk_cur, chk_prev;
 } tw_fail_window_t;
 
+/* s / w (w > 0) for a time s in the window after window index prev, or in
+ * window prev itself, without a division: the common case for a token or
+ * address used again within a window or two. Exact for any s and prev. */
+static inline uint32_t tw_window_index(uint32_t s, uint32_t w, uint32_t prev)
+{
+    uint64_t base = (uint64_t)prev * w;
+    if (s >= base) {
+        uint64_t into = s - base;
+        if (into < w)
+            return prev;
+        if (into < 2 * (uint64_t)w)
+            return prev + 1;
+    }
+    return s / w;
+}
+
 /* Counts one check at t and returns the sliding rejected and check counts
  * (rounded down). */
 void tw_fail_window_add(tw_fail_window_t *w, int64_t t_ns, uint32_t window_s, bool rejected,

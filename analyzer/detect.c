@@ -1058,7 +1058,7 @@ static void judge(tw_detect_t *d, const char *input, const tw_event_t *ev, prep_
     if (d->ip_window_s && g->addr.family) {
         ipe = ip_get(d, &g->addr, ip_s, ev->rejected);
         if (ipe) {
-            uint32_t k = ip_s / d->ip_window_s;
+            uint32_t k = tw_window_index(ip_s, d->ip_window_s, ipe->fw.bucket);
             if (k != ipe->fw.bucket) {
                 ipe->bits_prev = k == ipe->fw.bucket + 1 ? ipe->bits_cur : 0;
                 ipe->bits_cur = 0;

@@ -9,8 +9,39 @@
 /* 2026-11-02T00:00:00Z, a Monday. */
 #define MON 1793577600LL
 
+/* tw_window_index() is s / w whatever the previous index: near it (the
+ * cases it answers without dividing), far from it, and at the edges of
+ * 32 bits. */
+static void test_window_index(void)
+{
+    static const uint32_t ws[] = {1, 2, 7, 60, 300, 3600, 86400, 1u << 31, UINT32_MAX};
+    uint64_t x = 88172645463325252ULL;
+    size_t wrong = 0;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        uint32_t w = i % 3 ? ws[x % (sizeof ws / sizeof ws[0])] : (uint32_t)(x >> 40) + 1;
+        uint32_t s = (uint32_t)(x >> 8);
+        if (i % 5 == 0)
+            s = UINT32_MAX - (uint32_t)(x % 4);
+        uint32_t q = s / w;
+        int64_t off = (int64_t)((x >> 33) % 7) - 3;   /* prev within 3 windows of s's */
+        uint32_t prev = i % 4 == 0 ? (uint32_t)(x >> 20)
+                                   : (uint32_t)((int64_t)q + off < 0 ? 0 : (int64_t)q + off);
+        wrong += tw_window_index(s, w, prev) != q;
+    }
+    TW_CHECK_INT(wrong, 0);
+    TW_CHECK_INT(tw_window_index(599, 300, 1), 1);
+    TW_CHECK_INT(tw_window_index(600, 300, 1), 2);
+    TW_CHECK_INT(tw_window_index(900, 300, 1), 3);
+    TW_CHECK_INT(tw_window_index(299, 300, 1), 0);
+    TW_CHECK_INT(tw_window_index(UINT32_MAX, 1, UINT32_MAX - 1), UINT32_MAX);
+}
+
 int main(void)
 {
+    test_window_index();
     tw_baseline_t b;
     memset(&b, 0, sizeof b);
 
