@@ -442,6 +442,11 @@ static int load_rules_tree(const tw_jv_t *jv, const cJSON *root, tw_rules_t *r)
         if (load_rule(jv, e, p, r, &r->rules[i]) != 0)
             return -1;
         r->nrules = i + 1;
+        tw_rule_kind_t k = r->rules[i].kind;
+        if (k != TW_KIND_FAILURES)
+            r->fires_on[0][r->nfires_on[0]++] = (uint8_t)i;
+        if (k == TW_KIND_RATE || k == TW_KIND_FAILURES)
+            r->fires_on[1][r->nfires_on[1]++] = (uint8_t)i;
     }
     return 0;
 }
@@ -1143,7 +1148,11 @@ static void judge(tw_detect_t *d, const char *input, const tw_event_t *ev, prep_
     int64_t local_s = (int64_t)ts + off;
     unsigned how = tw_hour_of_week(local_s);
 
-    for (size_t i = 0; judge && i < R->nrules; i++) {
+    /* Only the rules that can fire on this kind of check (fires_on); each
+     * case below still checks what it needs. */
+    const uint8_t *fire = R->fires_on[ev->rejected];
+    for (size_t f = 0, nf = judge ? R->nfires_on[ev->rejected] : 0; f < nf; f++) {
+        size_t i = fire[f];
         const tw_rule_t *r = &R->rules[i];
         switch (r->kind) {
         case TW_KIND_RATE: {

@@ -90,6 +90,11 @@ typedef struct tw_rules {
     uint16_t bh_start_min, bh_end_min;   /* minutes after local midnight, start < end */
     tw_rule_t *rules;
     size_t nrules;
+    /* Derived at load: the indices, in file order, of the rules that can
+     * fire on an accepted check ([0]: all but failures) and on a rejected
+     * one ([1]: rate and failures), so that judging skips the others. */
+    uint8_t fires_on[2][TW_RULES_MAX];
+    uint8_t nfires_on[2];
 } tw_rules_t;
 
 /* Loads and validates a rules file. Errors read "FILE: JSON.PATH: expected
