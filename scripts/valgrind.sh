@@ -7,7 +7,11 @@
 # reports an error (invalid read/write, uninitialised value, definite leak...).
 #
 #   scripts/valgrind.sh [TEST...]     default: test_counting test_restart
-#                                     test_freeze test_events_file
+#                                     test_freeze test_events_file test_faults
+#
+# Not in the default list: test_threads, whose API test counts the answers
+# to /api/v1/stats in a fixed 2-second window (more than 3): under valgrind
+# only 2 fit. Its 26 daemon runs showed no memcheck error (2026-11-30).
 #
 # Environment:
 #   TW_BIN             the real binary (default: built RelWithDebInfo into
@@ -25,7 +29,8 @@
 # twtest's cleanup is made to stop a daemon with SIGTERM (then SIGKILL) so
 # that valgrind can write its leak summary. A process killed on purpose
 # (kill -9 in test_restart and test_freeze), and the fork of a freeze hook
-# before its exec, leave a log without a summary: listed as "killed"; the
+# that exec'd it, leave a log without a summary: listed as "killed" (a
+# hook fork when its parent's log is there too, see below); the
 # error records in such a log still count.
 set -euo pipefail
 
@@ -41,10 +46,13 @@ fi
 TW_BIN=$(readlink -f "$TW_BIN")
 OUT=${VALGRIND_OUT:-$(mktemp -d /tmp/tokenwatch-valgrind.XXXXXX)}
 mkdir -p "$OUT"
+# test_faults runs a daemon as nobody (an unreadable input): it must reach
+# the wrapper and write its log.
+chmod 755 "$OUT"
 export TW_TIMEOUT_SCALE=${TW_TIMEOUT_SCALE:-8}
 
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(test_counting test_restart test_freeze test_events_file)
+[ ${#tests[@]} -gt 0 ] || tests=(test_counting test_restart test_freeze test_events_file test_faults)
 
 # The bootstrap: scale twtest's timeouts, then run the test module as __main__.
 cat >"$OUT/run_scaled.py" <<'PY'
@@ -100,6 +108,7 @@ for t in "${tests[@]}"; do
     logs=$OUT/$t
     rm -rf "$logs"
     mkdir -p "$logs"
+    chmod 1777 "$logs"
     wrapper=$logs/tokenwatch
     cat >"$wrapper" <<EOF
 #!/bin/sh
@@ -115,23 +124,29 @@ EOF
     set -e
     secs=$(( $(date +%s) - start ))
     tail -n 3 "$logs/test.out" | sed 's/^/   /' >&2
-    nlogs=0 nerr=0 nkilled=0 nforks=0 bad=()
+    nlogs=0 nerr=0 nkilled=0 nforks=0 bad=() own=()
     for f in "$logs"/vg.*.log; do
         [ -e "$f" ] || continue
         nlogs=$((nlogs + 1))
         line=$(grep -h "ERROR SUMMARY:" "$f" | tail -n 1 || true)
-        if [ -z "$line" ]; then
-            # Killed, or a freeze hook's fork that exec'd the hook (its
-            # parent, the daemon, has a log here too): no summary, but any
-            # error found before the end is in the log already.
-            ppid=$(sed -n 's/^==[0-9]*== Parent PID: \([0-9]*\).*/\1/p' "$f")
-            if [ -n "$ppid" ] && [ -e "$logs/vg.$ppid.log" ]; then
-                nforks=$((nforks + 1))
-            else
-                nkilled=$((nkilled + 1))
-            fi
+        ppid=$(sed -n 's/^==[0-9]*== Parent PID: \([0-9]*\).*/\1/p' "$f")
+        if [ -n "$ppid" ] && [ -e "$logs/vg.$ppid.log" ]; then
+            # A freeze hook's fork (its parent, the daemon, has a log here
+            # too). After an exec there is no summary; when the exec fails
+            # (test_faults' missing hook binary) the child _exits with a
+            # summary whose leaks are the daemon's heap seen from a copy
+            # with one thread, the others' stacks gone: not leaks of
+            # anything. Errors found before the exec still count.
+            nforks=$((nforks + 1))
+            e=$( (grep -E "$ERROR_RE" "$f" || true) | grep -c -v "definitely lost" || true)
+        elif [ -z "$line" ]; then
+            # Killed: no summary, but any error found before the end is in
+            # the log already.
+            nkilled=$((nkilled + 1))
             e=$(grep -c -E "$ERROR_RE" "$f" || true)
+            own+=("$f")
         else
+            own+=("$f")
             e=$(sed -n 's/.*ERROR SUMMARY: \([0-9]*\) errors.*/\1/p' <<<"$line")
         fi
         if [ "${e:-0}" -gt 0 ]; then
@@ -139,7 +154,7 @@ EOF
             bad+=("$f")
         fi
     done
-    leaks=$( (grep -h "definitely lost:" "$logs"/vg.*.log 2>/dev/null || true) |
+    leaks=$( ( [ ${#own[@]} -eq 0 ] || grep -h "definitely lost:" "${own[@]}" 2>/dev/null || true) |
             awk '{gsub(",", "", $4); s += $4} END {print s + 0}')
     status=ok
     [ $trc -eq 0 ] || status="TEST FAILED (exit $trc)"
