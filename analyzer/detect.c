@@ -1063,12 +1063,15 @@ static void judge(tw_detect_t *d, const char *input, const tw_event_t *ev, prep_
     if (d->ip_window_s && g->addr.family) {
         ipe = ip_get(d, &g->addr, ip_s, ev->rejected);
         if (ipe) {
-            uint32_t k = tw_window_index(ip_s, d->ip_window_s, ipe->fw.bucket);
-            if (k != ipe->fw.bucket) {
-                ipe->bits_prev = k == ipe->fw.bucket + 1 ? ipe->bits_cur : 0;
+            /* The distinct-token sketch turns over with the failure
+             * window: the window index tw_fail_window_add moved to. */
+            uint32_t before = ipe->fw.bucket;
+            tw_fail_window_add(&ipe->fw, ev->time_ns, d->ip_window_s, ev->rejected, &i_rej, &i_chk);
+            uint32_t k = ipe->fw.bucket;
+            if (k != before) {
+                ipe->bits_prev = k == before + 1 ? ipe->bits_cur : 0;
                 ipe->bits_cur = 0;
             }
-            tw_fail_window_add(&ipe->fw, ev->time_ns, d->ip_window_s, ev->rejected, &i_rej, &i_chk);
             if (ev->rejected) {
                 ipe->bits_cur |= 1ULL << (id >> 58);
                 i_distinct = distinct_estimate(ipe->bits_cur | ipe->bits_prev);
