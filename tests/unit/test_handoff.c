@@ -484,10 +484,12 @@ static void test_pipeline_same_output(void)
  * margin for a move. Each move off raises the margin for the next move on
  * by a quarter (125, 156, 195, 243 %), so after a round trip or two the
  * lookups stay with the analysis thread instead of moving every 16
- * batches. (A window compares 16 published batches with the batches
- * released meanwhile, up to 3 more or fewer with this queue: a window's
- * ratio strays by a fifth either way, 1.2 to 1.8 here. With a steady 2.0,
- * a stray 2.4 under ctest -j2 once made a fourth round trip.)
+ * batches. Which side has them at the end is not checked: a window
+ * compares 16 published batches with the batches released meanwhile, up
+ * to 3 more or fewer with this queue, and under ctest -j2 a stray window
+ * passed even the 195 % margin, so a run may end just after a move on
+ * (5 and 7 moves in two CI runs). What the margin guarantees is the count:
+ * without it the lookups move about 30 times in these 48 windows.
  */
 #define BASE_US 20
 #define LOOKUP_US 10
@@ -523,7 +525,6 @@ static void test_geo_placement_settles(void)
         burn_us(pre.geo_done ? BASE_US + LOOKUP_US : BASE_US);
         tw_handoff_push(h, "in", &ev, enrich ? &pre : NULL);
     }
-    bool geo_at_end = tw_handoff_reader_geo(h);
     tw_handoff_close(h);
     pthread_join(t, NULL);
     tw_handoff_stats_t hs;
@@ -532,7 +533,6 @@ static void test_geo_placement_settles(void)
             (unsigned long long)hs.geo_moves);
     TW_CHECK(hs.geo_moves >= 2);   /* they were tried on the reader */
     TW_CHECK(hs.geo_moves <= 8);   /* and settled (without the rising margin: one move a window) */
-    TW_CHECK(!geo_at_end);
     tw_handoff_free(h);
 }
 
